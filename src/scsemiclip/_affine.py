@@ -1,0 +1,293 @@
+"""The one core behind every batch correction and PEA: affine maps ``x -> x @ W + b`` fitted on controls.
+
+Centering, standardization and TVN (SPEC §2) are all affine maps of an embedding. This module fits them in
+torch, batched over ``K`` maps at once, on CPU or GPU, from a matrix of control embeddings and a ``(K, n)``
+matrix of control weights (0/1 masks select per-batch controls or random control subsets). Which steps a
+map contains is a ``(K, 5)`` boolean matrix over :data:`STEPS`, so one call fits a whole bank of random PEA
+transforms (random transform type, random step dropout, random control subsets) as well as the
+deterministic corrections of :mod:`scsemiclip.pp`.
+
+``x @ W + b`` is the same map as SPEC's ``(x - m) @ W`` with ``b = -m @ W``; the ``(W, b)`` form is kept
+because it composes and applies with one ``baddbmm`` and needs no inverse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+#: The steps an affine correction is made of, in the order they are applied.
+STEPS: tuple[str, ...] = ("center", "scale", "rotate", "whiten", "coral")
+
+#: The steps of each correction of SPEC §2 / §3.
+TRANSFORM_STEPS: dict[str, tuple[str, ...]] = {
+    "center": ("center",),
+    "standardize": ("center", "scale"),
+    "tvn": ("center", "scale", "rotate", "whiten", "coral"),
+}
+
+BASES = ("pca", "zca")
+
+
+@dataclass
+class AffineMaps:
+    """A stack of ``K`` affine maps ``x -> x @ weight[k] + bias[k]``.
+
+    Attributes
+    ----------
+    weight
+        ``(K, d_in, d_out)``.
+    bias
+        ``(K, d_out)``.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.weight.shape[0]
+
+    def apply(self, x: torch.Tensor, index: torch.Tensor | int) -> torch.Tensor:
+        """Apply map ``index[i]`` to row ``x[i]`` (one gather and one batched matmul), or one map to all rows."""
+        if isinstance(index, int):
+            return torch.addmm(self.bias[index], x, self.weight[index])
+        return torch.baddbmm(self.bias[index].unsqueeze(1), x.unsqueeze(1), self.weight[index]).squeeze(1)
+
+    def apply_grouped(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`apply` with a tensor index, looping over the distinct maps instead of gathering.
+
+        Cheaper than :meth:`apply` when ``K`` is small and rows are many (no ``(n, d, d)`` gather).
+        """
+        out = x.new_empty((x.shape[0], self.weight.shape[2]))
+        for k in torch.unique(index).tolist():
+            rows = index == k
+            out[rows] = torch.addmm(self.bias[k], x[rows], self.weight[k])
+        return out
+
+    def then(self, other: AffineMaps) -> AffineMaps:
+        """The composition ``x -> other(self(x))`` (maps paired index by index, or broadcast from one)."""
+        return AffineMaps(self.weight @ other.weight, torch.einsum("kd,kde->ke", self.bias, other.weight) + other.bias)
+
+    def to(self, *args: object, **kwargs: object) -> AffineMaps:
+        """Move / cast both tensors (same arguments as :meth:`torch.Tensor.to`)."""
+        return AffineMaps(self.weight.to(*args, **kwargs), self.bias.to(*args, **kwargs))
+
+
+def step_mask(transforms: list[str] | tuple[str, ...], *, device: torch.device | None = None) -> torch.Tensor:
+    """``(K, len(STEPS))`` boolean matrix with the full steps of each named transform."""
+    unknown = set(transforms) - set(TRANSFORM_STEPS)
+    if unknown:
+        raise ValueError(f"Unknown transform(s) {sorted(unknown)}; choose from {list(TRANSFORM_STEPS)}.")
+    rows = [[s in TRANSFORM_STEPS[t] for s in STEPS] for t in transforms]
+    return torch.tensor(rows, dtype=torch.bool, device=device).reshape(len(transforms), len(STEPS))
+
+
+def _weighted_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted means ``(K, d)`` and population (ddof 0) variances ``(K, d)`` of the rows of ``x``."""
+    total = weights.sum(1, keepdim=True)
+    mean = weights @ x / total
+    var = (weights @ x.square()) / total - mean.square()
+    return mean, var.clamp_min(0)
+
+
+def _weighted_cov(z: torch.Tensor, weights: torch.Tensor, *, ddof: int) -> torch.Tensor:
+    """Weighted covariances ``(K, d, d)`` of ``z``, ``(K, n, d)`` or ``(n, d)``, with ``ddof``."""
+    total = weights.sum(1)
+    zk = z if z.dim() == 3 else z.unsqueeze(0).expand(weights.shape[0], -1, -1)
+    mean = torch.einsum("kn,knd->kd", weights, zk) / total[:, None]
+    centred = zk - mean[:, None, :]
+    cov = torch.einsum("kn,kni,knj->kij", weights, centred, centred)
+    return cov / (total - ddof).clamp_min(1)[:, None, None]
+
+
+def _safe_scale(var: torch.Tensor) -> torch.Tensor:
+    """Standard deviation with zero (or numerically zero) entries replaced by 1, as scikit-learn does."""
+    std = var.sqrt()
+    eps = 10 * torch.finfo(var.dtype).eps
+    return torch.where(std < eps * torch.clamp_min(std.amax(-1, keepdim=True), 1.0), torch.ones_like(std), std)
+
+
+def _flip_signs(vecs: torch.Tensor) -> torch.Tensor:
+    """Make the largest-magnitude entry of every eigenvector (column) positive (scikit-learn's ``svd_flip``)."""
+    idx = vecs.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.sign(torch.gather(vecs, -2, idx))
+    return vecs * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def inverse_sqrt_psd(cov: torch.Tensor) -> torch.Tensor:
+    """``cov^(-1/2)`` of a batch of symmetric positive definite matrices (eigendecomposition)."""
+    vals, vecs = torch.linalg.eigh(cov)
+    return (vecs * vals.clamp_min(torch.finfo(cov.dtype).tiny).rsqrt().unsqueeze(-2)) @ vecs.transpose(-1, -2)
+
+
+def fit_whitening(
+    controls: torch.Tensor,
+    weights: torch.Tensor,
+    steps: torch.Tensor,
+    *,
+    basis: str = "zca",
+) -> AffineMaps:
+    """Fit the center / scale / rotate / whiten part of ``K`` corrections on weighted controls.
+
+    Parameters
+    ----------
+    controls
+        ``(n, d)`` control embeddings.
+    weights
+        ``(K, n)`` non-negative weights (0/1 masks) choosing the controls each map is fitted on; every row
+        needs at least two non-zero weights.
+    steps
+        ``(K, len(STEPS))`` booleans: which steps each map contains (the ``coral`` column is ignored here).
+    basis
+        ``"pca"`` leaves rotated maps in the principal-component basis of their controls (efaar's TVN);
+        ``"zca"`` rotates back so the output keeps the input's coordinates (the paper's ``W D^-1/2 W^T``).
+
+    Returns
+    -------
+    The ``K`` maps ``x -> ((x - mean) / std) @ P @ diag(1 / s) [@ P.T]`` where each factor is the identity
+    when its step is off: ``mean``/``std`` the weighted control moments, ``P`` the control PCA eigenvectors
+    (sorted by decreasing variance, scikit-learn's sign convention) and ``s`` the control standard deviation
+    along the axes of ``P``. A zero standard deviation counts as 1; the dimension is always kept, also when
+    there are fewer controls than dimensions.
+    """
+    if basis not in BASES:
+        raise ValueError(f"`basis` must be one of {BASES}, got {basis!r}.")
+    k, d = weights.shape[0], controls.shape[1]
+    dtype, device = controls.dtype, controls.device
+    weights = weights.to(dtype)
+    center, scale, rotate, whiten = (steps[:, i] for i in range(4))
+
+    mean, var = _weighted_moments(controls, weights)
+    mean = torch.where(center[:, None], mean, torch.zeros_like(mean))
+    inv_std = torch.where(scale[:, None], 1.0 / _safe_scale(var), torch.ones_like(var))
+    eye = torch.eye(d, dtype=dtype, device=device).expand(k, d, d)
+
+    if not bool((rotate | whiten).any()):
+        return AffineMaps(torch.diag_embed(inv_std), -mean * inv_std)
+
+    # Controls after the first two steps; their PCA (ddof 0 covariance: same eigenvectors as ddof 1).
+    z = (controls.unsqueeze(0) - mean[:, None, :]) * inv_std[:, None, :]
+    cov = _weighted_cov(z, weights, ddof=0)
+    need_eig = rotate | whiten
+    rot = eye.clone()
+    if bool(need_eig.any()):
+        vals, vecs = torch.linalg.eigh(cov[need_eig])
+        rot[need_eig] = _flip_signs(vecs.flip(-1))
+    # Axes of the whitening: the principal axes when rotating (or whitening in the zca basis), else the
+    # input coordinates; the output stays in the rotated basis only for basis="pca".
+    axes = torch.where((rotate | (whiten & (basis == "zca")))[:, None, None], rot, eye)
+    axis_var = torch.einsum("kij,kil,klj->kj", axes, cov, axes).clamp_min(0)
+    inv_s = torch.where(whiten[:, None], 1.0 / _safe_scale(axis_var), torch.ones_like(axis_var))
+    linear = axes * inv_s[:, None, :]
+    if basis == "zca":
+        linear = linear @ axes.transpose(-1, -2)
+    weight = inv_std[:, :, None] * linear
+    return AffineMaps(weight, -torch.einsum("kd,kde->ke", mean * inv_std, linear))
+
+
+def fit_coral(
+    transformed_controls: torch.Tensor, weights: torch.Tensor, *, reg: float = 0.5, enabled: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-map CORAL matrices ``(Cov(C, ddof=1) + reg I)^(-1/2)``, ``(K, d, d)``.
+
+    Parameters
+    ----------
+    transformed_controls
+        ``(n, d)`` or ``(K, n, d)`` controls already passed through the whitening part.
+    weights
+        ``(K, n)`` control weights (the batch's controls, or a random subset of them).
+    reg
+        Ridge added to the covariance (efaar: 0.5).
+    enabled
+        ``(K,)`` booleans; maps where it is False get the identity.
+    """
+    dtype = transformed_controls.dtype
+    weights = weights.to(dtype)
+    k, d = weights.shape[0], transformed_controls.shape[-1]
+    eye = torch.eye(d, dtype=dtype, device=transformed_controls.device)
+    out = eye.expand(k, d, d).clone()
+    on = torch.ones(k, dtype=torch.bool, device=weights.device) if enabled is None else enabled
+    if bool(on.any()):
+        z = transformed_controls if transformed_controls.dim() == 2 else transformed_controls[on]
+        cov = _weighted_cov(z, weights[on], ddof=1) + reg * eye
+        out[on] = inverse_sqrt_psd(cov)
+    return out
+
+
+def fit_corrections(
+    controls: torch.Tensor,
+    weights: torch.Tensor,
+    steps: torch.Tensor,
+    *,
+    basis: str = "zca",
+    coral_reg: float = 0.5,
+) -> AffineMaps:
+    """Fit ``K`` complete corrections (whitening part then CORAL), each on its own weighted controls.
+
+    This is the per-batch form used by PEA: every step of map ``k`` is fitted on the controls selected by
+    ``weights[k]``. See :func:`fit_whitening` for the arguments.
+    """
+    maps = fit_whitening(controls, weights, steps, basis=basis)
+    coral = steps[:, STEPS.index("coral")]
+    if not bool(coral.any()):
+        return maps
+    z = torch.baddbmm(maps.bias.unsqueeze(1), controls.unsqueeze(0).expand(len(maps), -1, -1), maps.weight)
+    mat = fit_coral(z, weights, reg=coral_reg, enabled=coral)
+    return AffineMaps(maps.weight @ mat, torch.einsum("kd,kde->ke", maps.bias, mat))
+
+
+def sample_steps(
+    transform_ids: torch.Tensor,
+    transforms: tuple[str, ...],
+    *,
+    p_drop: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random step masks for PEA: each step of the chosen transform dropped with ``p_drop``, one always kept.
+
+    Parameters
+    ----------
+    transform_ids
+        ``(K,)`` indices into ``transforms``.
+    transforms
+        Names from :data:`TRANSFORM_STEPS`.
+    p_drop
+        Independent drop probability of every step.
+    generator
+        Torch generator (on the device of ``transform_ids``).
+
+    Returns
+    -------
+    ``(K, len(STEPS))`` boolean step masks.
+    """
+    full = step_mask(transforms, device=transform_ids.device)[transform_ids]
+    if p_drop <= 0:
+        return full
+    device = transform_ids.device
+    keep = torch.rand(full.shape, generator=generator, device=device) >= p_drop
+    kept = full & keep
+    # A transform whose steps were all dropped keeps one of its steps, chosen uniformly.
+    empty = ~kept.any(1)
+    if bool(empty.any()):
+        scores = torch.rand(full.shape, generator=generator, device=device).masked_fill(~full, -1.0)
+        pick = torch.nn.functional.one_hot(scores.argmax(1), len(STEPS)).bool()
+        kept = torch.where(empty[:, None], pick, kept)
+    return kept
+
+
+def sample_control_weights(
+    n_controls: int,
+    k: int,
+    *,
+    min_fraction: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """``(k, n_controls)`` 0/1 masks of random control subsets, sizes uniform in ``[max(2, ceil(f n)), n]``."""
+    low = min(n_controls, max(2, math.ceil(min_fraction * n_controls)))
+    sizes = torch.randint(low, n_controls + 1, (k,), generator=generator, device=device)
+    ranks = torch.rand((k, n_controls), generator=generator, device=device).argsort(1).argsort(1)
+    return (ranks < sizes[:, None]).to(dtype)
