@@ -49,22 +49,31 @@ class AffineMaps:
     def __len__(self) -> int:
         return self.weight.shape[0]
 
-    def apply(self, x: torch.Tensor, index: torch.Tensor | int) -> torch.Tensor:
-        """Apply map ``index[i]`` to row ``x[i]`` (one gather and one batched matmul), or one map to all rows."""
-        if isinstance(index, int):
-            return torch.addmm(self.bias[index], x, self.weight[index])
-        return torch.baddbmm(self.bias[index].unsqueeze(1), x.unsqueeze(1), self.weight[index]).squeeze(1)
+    def apply(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """Apply map ``index`` to every row of ``x``."""
+        return torch.addmm(self.bias[index], x, self.weight[index])
 
-    def apply_grouped(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`apply` with a tensor index, looping over the distinct maps instead of gathering.
+    def apply_rows(self, x: torch.Tensor, index: torch.Tensor, *, max_gather_bytes: int = 2**27) -> torch.Tensor:
+        """Apply map ``index[i]`` to row ``x[i]``.
 
-        Cheaper than :meth:`apply` when ``K`` is small and rows are many (no ``(n, d, d)`` gather).
+        On accelerators (or with fewer rows than maps) this is a gather of the maps and a batched matmul, in
+        chunks of at most ``max_gather_bytes`` of gathered weights. On CPU with more rows than maps the rows are
+        grouped by map instead (one ``addmm`` per distinct map, no ``(n, d, d)`` gather).
         """
-        out = x.new_empty((x.shape[0], self.weight.shape[2]))
-        for k in torch.unique(index).tolist():
-            rows = index == k
-            out[rows] = torch.addmm(self.bias[k], x[rows], self.weight[k])
-        return out
+        if x.device.type == "cpu" and x.shape[0] > len(self):
+            order = torch.argsort(index, stable=True)
+            maps, counts = torch.unique_consecutive(index[order], return_counts=True)
+            out = x.new_empty((x.shape[0], self.weight.shape[2]))
+            for k, rows in zip(maps.tolist(), torch.split(order, counts.tolist()), strict=True):
+                out[rows] = torch.addmm(self.bias[k], x[rows], self.weight[k])
+            return out
+        per_row = self.weight.shape[1] * self.weight.shape[2] * self.weight.element_size()
+        chunk = max(1, max_gather_bytes // per_row)
+        parts = [
+            torch.baddbmm(self.bias[i].unsqueeze(1), xi.unsqueeze(1), self.weight[i]).squeeze(1)
+            for xi, i in zip(x.split(chunk), index.split(chunk), strict=True)
+        ]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def then(self, other: AffineMaps) -> AffineMaps:
         """The composition ``x -> other(self(x))`` (maps paired index by index, or broadcast from one)."""

@@ -89,7 +89,7 @@ def correction_maps(
     n_b = len(labels)
     if not coral or batch_key is None:
         return AffineMaps(pooled.weight.expand(n_b, -1, -1), pooled.bias.expand(n_b, -1))
-    z = pooled.apply(ctrl, 0)
+    z = pooled.apply(ctrl)
     mat = fit_coral(z, member, reg=coral_reg)
     return AffineMaps(pooled.weight @ mat, torch.einsum("d,kde->ke", pooled.bias[0], mat))
 
@@ -97,7 +97,7 @@ def correction_maps(
 def apply_maps(x: np.ndarray | torch.Tensor, maps: AffineMaps, codes: np.ndarray) -> np.ndarray:
     """Apply the map of each row's batch; returns float64 numpy."""
     xt = torch.as_tensor(x).to(device=maps.weight.device, dtype=maps.weight.dtype)
-    out = maps.apply_grouped(xt, torch.as_tensor(codes, device=xt.device))
+    out = maps.apply_rows(xt, torch.as_tensor(codes, device=xt.device))
     return out.cpu().numpy()
 
 
