@@ -107,7 +107,7 @@ def _weighted_cov(z: torch.Tensor, weights: torch.Tensor, *, ddof: int) -> torch
     zk = z if z.dim() == 3 else z.unsqueeze(0).expand(weights.shape[0], -1, -1)
     mean = torch.einsum("kn,knd->kd", weights, zk) / total[:, None]
     centred = zk - mean[:, None, :]
-    cov = torch.einsum("kn,kni,knj->kij", weights, centred, centred)
+    cov = (centred * weights[:, :, None]).transpose(1, 2) @ centred
     return cov / (total - ddof).clamp_min(1)[:, None, None]
 
 
@@ -187,7 +187,7 @@ def fit_whitening(
     # Axes of the whitening: the principal axes when rotating (or whitening in the zca basis), else the
     # input coordinates; the output stays in the rotated basis only for basis="pca".
     axes = torch.where((rotate | (whiten & (basis == "zca")))[:, None, None], rot, eye)
-    axis_var = torch.einsum("kij,kil,klj->kj", axes, cov, axes).clamp_min(0)
+    axis_var = ((cov @ axes) * axes).sum(-2).clamp_min(0)
     inv_s = torch.where(whiten[:, None], 1.0 / _safe_scale(axis_var), torch.ones_like(axis_var))
     linear = axes * inv_s[:, None, :]
     if basis == "zca":
@@ -254,7 +254,10 @@ def sample_steps(
     p_drop: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Random step masks for PEA: each step of the chosen transform dropped with ``p_drop``, one always kept.
+    """Random step masks for PEA: each step of the chosen transform dropped independently with ``p_drop``.
+
+    When every step of a transform was dropped, one of its steps, chosen uniformly, is restored, so a step of an
+    ``m``-step transform is kept with probability ``1 - p_drop + p_drop**m / m``.
 
     Parameters
     ----------

@@ -60,24 +60,25 @@ def check_array(x: object, *, name: str, ndim: int = 2) -> np.ndarray:
         raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}.")
     if arr.size and not np.isfinite(arr).all():
         bad = np.unique(np.nonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)))[0])
-        raise ValueError(
-            f"{name} contains NaN or infinite values in {bad.size} row(s) (first: row {int(bad[0])})."
-        )
+        raise ValueError(f"{name} contains NaN or infinite values in {bad.size} row(s) (first: row {int(bad[0])}).")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     return arr
 
 
-def get_rep(adata: AnnData, use_rep: str) -> np.ndarray:
-    """Return ``adata.obsm[use_rep]`` (or ``adata.X`` for ``use_rep="X"``), validated by :func:`check_array`."""
+def get_rep(adata: AnnData, use_rep: str, *, what: str = "adata") -> np.ndarray:
+    """Return ``adata.obsm[use_rep]`` (or ``adata.X`` for ``use_rep="X"``), validated by :func:`check_array`.
+
+    ``what`` names the AnnData in messages (e.g. ``"teacher"``).
+    """
     if not isinstance(use_rep, str):
         raise TypeError(f"`use_rep` must be a string naming an `.obsm` key, got {type(use_rep).__name__}.")
     if use_rep == "X":
-        return check_array(adata.X, name="adata.X")
+        return check_array(adata.X, name=f"{what}.X")
     if use_rep not in adata.obsm:
         keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise KeyError(f"`use_rep={use_rep!r}` is not in adata.obsm (available: {keys}).")
-    return check_array(adata.obsm[use_rep], name=f"adata.obsm[{use_rep!r}]")
+        raise KeyError(f"{use_rep!r} is not in {what}.obsm (available: {keys}).")
+    return check_array(adata.obsm[use_rep], name=f"{what}.obsm[{use_rep!r}]")
 
 
 def check_obs_keys(adata: AnnData, keys: Sequence[str | None], *, what: str = "adata") -> None:

@@ -58,7 +58,9 @@ def aggregate(
     xk = np.asarray(x[keep], dtype=np.float64)
     counts = np.bincount(codes, minlength=len(groups))
     if method == "mean":
-        onehot = sparse.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))), shape=(len(groups), codes.size))
+        onehot = sparse.csr_matrix(
+            (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(len(groups), codes.size)
+        )
         out = np.asarray(onehot @ xk) / counts[:, None]
     else:
         order = np.argsort(codes, kind="stable")

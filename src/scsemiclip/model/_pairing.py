@@ -1,0 +1,178 @@
+"""Weak pairing of student and teacher samples through shared metadata keys (SPEC §1).
+
+Keys are compared as text of canonical values, so the two sides may store them with different dtypes: numbers
+(int, float, numpy scalars, numeric categories) are written with 7 significant digits (``1``, ``1.0`` and
+``np.float32(1)`` all become ``"1"``; float32 and float64 copies of ``0.1`` agree), booleans as ``"True"`` /
+``"False"``, everything else with ``str``. A number stored as text (``"1"``) is text, and does not match the
+number ``1.0`` (``"1.0"`` vs ``"1"``). Missing values are allowed only in control rows.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Separator of the columns of a joint key.
+SEP = "\x1f"
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.7g}"
+    return str(value)
+
+
+def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical joint key of every row and a mask of rows with a missing value in any of ``columns``.
+
+    Parameters
+    ----------
+    obs
+        The ``obs`` table.
+    columns
+        Key columns (checked to exist; the error names ``what`` and the column).
+    what
+        Name of the table's owner in messages (``"adata"``, ``"teacher"``).
+
+    Returns
+    -------
+    Object array of key strings (columns joined by :data:`SEP`) and a boolean mask of missing keys.
+    """
+    missing = np.zeros(len(obs), dtype=bool)
+    key = np.full(len(obs), "", dtype=object)
+    for i, col in enumerate(columns):
+        if col not in obs.columns:
+            raise KeyError(
+                f"{what}.obs has no column {col!r} (a pairing key, `pair_keys={tuple(columns)!r}`); "
+                f"columns: {', '.join(map(repr, obs.columns))}."
+            )
+        codes, uniques = pd.factorize(obs[col].to_numpy(dtype=object), use_na_sentinel=True)
+        canon = np.array([_canonical(v) for v in uniques] + [""], dtype=object)
+        missing |= codes < 0
+        key = canon[codes] if i == 0 else key + SEP + canon[codes]
+    return key, missing
+
+
+def display_key(key: str) -> str:
+    """A joint key as shown in messages (``"G1 | 1"``)."""
+    return key.replace(SEP, " | ")
+
+
+@dataclass
+class Pairing:
+    """Which student samples are trained on, and the teacher samples they draw partners from.
+
+    Attributes
+    ----------
+    keys
+        The pairing keys with samples on both sides, sorted (code ``k`` is ``keys[k]``).
+    student_rows
+        Row indices of the training samples of the student (non-controls whose key has teacher samples).
+    student_codes
+        Key code of each training sample.
+    teacher_rows
+        Row indices of the paired teacher samples (non-controls whose key has student samples), grouped by key.
+    teacher_counts
+        Number of teacher samples of each key (all positive).
+    counts
+        ``n_student``, ``n_student_controls``, ``n_student_paired``, ``n_student_unpaired`` (non-controls left out:
+        no teacher sample with their key), ``n_student_keys``, ``n_teacher``, ``n_teacher_controls``,
+        ``n_teacher_paired``, ``n_teacher_unpaired``, ``n_teacher_keys``, ``n_keys_paired``.
+    """
+
+    keys: pd.Index
+    student_rows: np.ndarray
+    student_codes: np.ndarray
+    teacher_rows: np.ndarray
+    teacher_counts: np.ndarray
+    counts: dict[str, int]
+
+
+def _usable_keys(obs: pd.DataFrame, columns: Sequence[str], is_control: np.ndarray, *, what: str) -> np.ndarray:
+    """Keys of the non-control rows; missing keys there are an error."""
+    keys, missing = pair_key_strings(obs, columns, what=what)
+    bad = np.flatnonzero(missing & ~is_control)
+    if bad.size:
+        raise ValueError(
+            f"{what}.obs{list(columns)!r} has missing values in {bad.size} non-control row(s) (first: "
+            f"{obs.index[bad[0]]!r}); every sample that is not a control needs a complete pairing key."
+        )
+    return keys
+
+
+def weak_pairs(
+    student_obs: pd.DataFrame,
+    teacher_obs: pd.DataFrame,
+    *,
+    pair_keys: Sequence[str],
+    student_control: np.ndarray,
+    teacher_control: np.ndarray,
+) -> Pairing:
+    """Pair student and teacher samples by the values of ``pair_keys``; controls never pair.
+
+    Parameters
+    ----------
+    student_obs, teacher_obs
+        The two ``obs`` tables.
+    pair_keys
+        Columns forming the key on both sides.
+    student_control, teacher_control
+        Boolean control masks.
+
+    Returns
+    -------
+    The :class:`Pairing`.
+    """
+    s_keys = _usable_keys(student_obs, pair_keys, student_control, what="adata")
+    t_keys = _usable_keys(teacher_obs, pair_keys, teacher_control, what="teacher")
+    s_rows, t_rows = np.flatnonzero(~student_control), np.flatnonzero(~teacher_control)
+    s_keys, t_keys = s_keys[s_rows], t_keys[t_rows]
+    t_index = pd.Index(np.unique(t_keys))
+    s_code = t_index.get_indexer(s_keys)
+    paired = np.unique(s_code[s_code >= 0])
+    n_student_keys = len(np.unique(s_keys))
+    if paired.size == 0:
+        examples = (
+            f" (e.g. adata {display_key(s_keys[0])!r}, teacher {display_key(t_keys[0])!r})"
+            if s_keys.size and t_keys.size
+            else ""
+        )
+        raise ValueError(
+            f"No weak pairs: none of the {n_student_keys} pairing keys of adata (non-control rows, "
+            f"`pair_keys={tuple(pair_keys)!r}`) occurs among the {len(t_index)} keys of the teacher{examples}. "
+            "Keys are compared as text, numbers with 7 significant digits (1 and 1.0 match; the text '1' does "
+            "not match the number 1)."
+        )
+    remap = np.full(len(t_index), -1, dtype=np.int64)
+    remap[paired] = np.arange(paired.size)
+    s_code = np.where(s_code >= 0, remap[s_code.clip(0)], -1)
+    t_code = remap[t_index.get_indexer(t_keys)]
+    t_keep = np.flatnonzero(t_code >= 0)
+    order = t_keep[np.argsort(t_code[t_keep], kind="stable")]
+    counts = {
+        "n_student": len(student_obs),
+        "n_student_controls": int(student_control.sum()),
+        "n_student_paired": int((s_code >= 0).sum()),
+        "n_student_unpaired": int((s_code < 0).sum()),
+        "n_student_keys": n_student_keys,
+        "n_teacher": len(teacher_obs),
+        "n_teacher_controls": int(teacher_control.sum()),
+        "n_teacher_paired": int(t_keep.size),
+        "n_teacher_unpaired": int(t_rows.size - t_keep.size),
+        "n_teacher_keys": len(t_index),
+        "n_keys_paired": int(paired.size),
+    }
+    return Pairing(
+        keys=t_index[paired],
+        student_rows=s_rows[s_code >= 0],
+        student_codes=s_code[s_code >= 0],
+        teacher_rows=t_rows[order],
+        teacher_counts=np.bincount(t_code[order], minlength=paired.size),
+        counts=counts,
+    )

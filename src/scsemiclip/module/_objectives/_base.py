@@ -1,0 +1,205 @@
+"""The interface of a training objective, its registry, and the InfoNCE loss shared by the contrastive objectives.
+
+An objective is a :class:`torch.nn.Module` that receives, for a minibatch of ``B`` weakly paired samples, the
+student adapter output ``h`` (``B x d``), the frozen teacher embedding ``z`` of each sample's drawn partner
+(``B x d_T``, after the teacher's fixed correction, never trained) and the pairing-key code of every sample
+(``labels``, ``B``; the class labels of label-based objectives), and returns the loss and a few scalars to log.
+It may own trainable parameters (a teacher adapter, a learnable temperature, classifier heads), which the
+training plan optimises together with the student adapter, and it may pre-train parts of itself on the whole
+teacher set in :meth:`Objective.prepare` (e.g. the teacher classifier of knowledge distillation).
+
+A new objective is one new file in this package with a subclass decorated by :func:`register_objective`,
+imported from ``__init__``; the module looks objectives up by name in :data:`OBJECTIVES`.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ObjectiveOutput(NamedTuple):
+    """What an objective returns for a minibatch."""
+
+    loss: torch.Tensor
+    """Scalar loss to minimise."""
+    logs: dict[str, torch.Tensor]
+    """Detached 0-d tensors logged once per epoch (averaged over the epoch's minibatches)."""
+
+
+class Objective(nn.Module, abc.ABC):
+    """Base class of the training objectives.
+
+    Parameters
+    ----------
+    d_student
+        Dimension of the student adapter output ``h``.
+    d_teacher
+        Dimension of the teacher embedding ``z``.
+    n_classes
+        Number of pairing keys present on both sides (the classes of label-based objectives).
+    temperature
+        Softmax temperature (objectives without one ignore it).
+    """
+
+    #: Name under which the objective is registered (set by :func:`register_objective`).
+    name: ClassVar[str] = ""
+    #: Output dimension of the student adapter; ``None`` means the teacher's dimension.
+    output_dim: ClassVar[int | None] = None
+
+    def __init__(self, *, d_student: int, d_teacher: int, n_classes: int, temperature: float) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be positive, got {temperature}.")
+        self.d_student = d_student
+        self.d_teacher = d_teacher
+        self.n_classes = n_classes
+        self.temperature = temperature
+
+    def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027 (optional hook)
+        """Hook run at the start of every training run, on the training device; does nothing by default.
+
+        Parameters
+        ----------
+        teacher
+            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
+        labels
+            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        """
+
+    @abc.abstractmethod
+    def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
+        """Loss of a minibatch.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample.
+        labels
+            ``(B,)`` pairing-key codes.
+
+        Returns
+        -------
+        The loss and the values to log.
+        """
+
+
+#: Registered objectives by name.
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator adding an :class:`Objective` subclass to :data:`OBJECTIVES` under ``name``."""
+
+    def decorate(cls: type[Objective]) -> type[Objective]:
+        if name in OBJECTIVES:
+            raise ValueError(f"An objective named {name!r} is already registered ({OBJECTIVES[name].__name__}).")
+        cls.name = name
+        OBJECTIVES[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_objective(name: str) -> type[Objective]:
+    """The objective class registered under ``name``; the error lists the known names."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {name!r}; choose from {sorted(OBJECTIVES)}.")
+    return OBJECTIVES[name]
+
+
+def info_nce(
+    h: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    scale: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    symmetric: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoNCE of ``h_i`` against its partner ``z_i`` among the minibatch's ``z_j``, on L2-normalised vectors.
+
+    ``L = -(1/B) sum_i log softmax_j(scale <h_i, z_j>)_i`` (``scale = 1 / temperature``).
+
+    Parameters
+    ----------
+    h, z
+        ``(B, d)`` the two sides, row ``i`` of each forming the positive pair.
+    scale
+        Inverse temperature (0-d tensor).
+    labels
+        ``(B,)`` pairing-key codes; if given, in-batch negatives ``j != i`` with ``labels[j] == labels[i]`` are
+        masked out (they are false negatives: the same perturbation).
+    symmetric
+        Average with the loss of ``z`` against ``h`` (CLIP's symmetric loss).
+
+    Returns
+    -------
+    The loss and the top-1 retrieval accuracy of ``h`` among the minibatch (both 0-d; the accuracy detached).
+    """
+    logits = (F.normalize(h, dim=1) @ F.normalize(z, dim=1).T) * scale
+    if labels is not None:
+        same = labels[:, None] == labels[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(h.shape[0], device=h.device)
+    loss = F.cross_entropy(logits, target)
+    if symmetric:
+        loss = 0.5 * (loss + F.cross_entropy(logits.T, target))
+    top1 = (logits.detach().argmax(1) == target).float().mean()
+    return loss, top1
+
+
+class ContrastiveObjective(Objective):
+    """InfoNCE between the student adapter output and the (optionally adapted) teacher partner.
+
+    Parameters
+    ----------
+    symmetric
+        Symmetric (CLIP) loss instead of the one-sided student-to-teacher loss.
+    learn_temperature
+        Learn the temperature (as a log inverse temperature initialised at ``1 / temperature``, capped at 100).
+    mask_same_key
+        Mask in-batch negatives that share the positive's pairing key.
+    **kwargs
+        See :class:`Objective`.
+    """
+
+    def __init__(
+        self, *, symmetric: bool = False, learn_temperature: bool = False, mask_same_key: bool = False, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.symmetric = symmetric
+        self.mask_same_key = mask_same_key
+        self.learn_temperature = learn_temperature
+        log_scale = torch.tensor(math.log(1.0 / self.temperature))
+        if learn_temperature:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """The teacher side of the loss (the frozen embedding itself unless a subclass adapts it)."""
+        return z
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
+        """InfoNCE loss; logs the top-1 in-batch accuracy (and the temperature when learned)."""
+        scale = self.log_scale.exp().clamp(max=100.0)
+        loss, top1 = info_nce(
+            h,
+            self.teacher_embedding(z),
+            scale=scale,
+            labels=labels if self.mask_same_key else None,
+            symmetric=self.symmetric,
+        )
+        logs = {"top1_accuracy": top1}
+        if self.learn_temperature:
+            logs["temperature"] = 1.0 / scale.detach()
+        return ObjectiveOutput(loss, logs)

@@ -1,0 +1,33 @@
+"""CLIP baseline (SPEC §5): both sides get an adapter, same InfoNCE as Semi-Clipped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from scsemiclip.module._nn import mlp
+
+from ._base import ContrastiveObjective, register_objective
+
+
+@register_objective("clip")
+class CLIPObjective(ContrastiveObjective):
+    """InfoNCE between the student adapter output and a trainable teacher adapter ``d_T -> 1024 -> 1024 -> d``.
+
+    Parameters
+    ----------
+    teacher_hidden_dims
+        Hidden layer sizes of the teacher adapter (paper appendix A.2: 1024, 1024).
+    **kwargs
+        ``symmetric``, ``learn_temperature``, ``mask_same_key`` (see :class:`ContrastiveObjective`) and the
+        common arguments of :class:`~scsemiclip.module.Objective`.
+    """
+
+    def __init__(self, *, teacher_hidden_dims: Sequence[int] = (1024, 1024), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.teacher_adapter = mlp(self.d_teacher, teacher_hidden_dims, self.d_student)
+
+    def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """The teacher adapter applied to the frozen teacher embedding."""
+        return self.teacher_adapter(z)

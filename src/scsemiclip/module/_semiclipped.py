@@ -1,0 +1,188 @@
+"""The Semi-Clipped module: student adapter, objective, frozen teacher and online PEA, all on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from scvi.module.base import BaseModuleClass, LossOutput
+
+from scsemiclip.pp._pea import PEABank, check_pea_params, sample_pea_bank
+
+from ._nn import mlp
+from ._objectives import get_objective
+
+
+def _fit_dtype(device: torch.device) -> torch.dtype:
+    """Precision in which PEA maps are fitted (float64, except on MPS which has none)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class SemiClippedModule(BaseModuleClass):
+    """Adapter ``f_S`` from student to teacher space, trained with a pluggable :mod:`objective <._objectives>`.
+
+    The frozen teacher and the student controls live in non-persistent buffers: they follow the module to the
+    training device but are not part of the saved state, so a saved module needs neither for inference.
+
+    - ``teacher`` holds the corrected teacher samples grouped by pairing key (key ``k`` owns rows
+      ``teacher_offsets[k] : teacher_offsets[k] + teacher_counts[k]``); :meth:`sample` draws, for every
+      training sample, a partner uniformly among its key's teacher samples with one gather.
+    - ``student_controls`` holds the raw student controls grouped by batch (``control_counts`` rows each), from
+      which :meth:`refresh_bank` fits a bank of random PEA corrections per batch (SPEC §3); while the module is
+      in training mode and a bank is present, :meth:`inference` applies to every sample a random correction of
+      its batch (one gather and one batched matmul).
+
+    Parameters
+    ----------
+    n_input
+        Student embedding dimension ``d_S``.
+    n_teacher
+        Teacher embedding dimension ``d_T``.
+    n_keys
+        Number of pairing keys with samples on both sides (the classes of label-based objectives).
+    hidden_dims
+        Hidden layer sizes of the adapter (paper: 512, 1024).
+    objective
+        Name of a registered objective (see :data:`scsemiclip.module.OBJECTIVES`).
+    temperature
+        Softmax temperature passed to the objective.
+    objective_kwargs
+        Further keyword arguments of the objective (e.g. ``symmetric``, ``learn_temperature``,
+        ``mask_same_key``).
+    pea
+        Use PEA during training (requires :meth:`set_student_controls`).
+    pea_transforms, p_drop, min_control_fraction, pea_bank_size, coral_reg
+        PEA settings, see :func:`scsemiclip.pp.pea_augment`; ``pea_bank_size`` corrections are fitted per batch at
+        every refresh.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_teacher: int,
+        *,
+        n_keys: int,
+        hidden_dims: Sequence[int] = (512, 1024),
+        objective: str = "semiclipped",
+        temperature: float = 0.1,
+        objective_kwargs: dict | None = None,
+        pea: bool = True,
+        pea_transforms: Sequence[str] = ("center", "standardize", "tvn"),
+        p_drop: float = 0.5,
+        min_control_fraction: float = 0.25,
+        pea_bank_size: int = 16,
+        coral_reg: float = 0.5,
+    ) -> None:
+        super().__init__()
+        objective_cls = get_objective(objective)
+        n_output = objective_cls.output_dim or n_teacher
+        self.adapter = mlp(n_input, hidden_dims, n_output)
+        self.objective = objective_cls(
+            d_student=n_output, d_teacher=n_teacher, n_classes=n_keys, temperature=temperature, **(objective_kwargs or {})
+        )
+        if pea_bank_size < 1:
+            raise ValueError(f"`pea_bank_size` must be >= 1, got {pea_bank_size}.")
+        self.pea = pea
+        self.pea_transforms = check_pea_params(
+            transforms=tuple(pea_transforms), p_drop=p_drop, min_control_fraction=min_control_fraction
+        )
+        self.p_drop = p_drop
+        self.min_control_fraction = min_control_fraction
+        self.pea_bank_size = pea_bank_size
+        self.coral_reg = coral_reg
+        self.register_buffer("teacher", torch.empty(0, n_teacher), persistent=False)
+        self.register_buffer("teacher_offsets", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("teacher_counts", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("student_controls", torch.empty(0, n_input), persistent=False)
+        self.control_counts: list[int] = []
+        self.bank: PEABank | None = None
+        self.generator: torch.Generator | None = None
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def set_teacher(self, teacher: torch.Tensor, counts: torch.Tensor) -> None:
+        """Store the frozen teacher, rows grouped by pairing key (``counts[k]`` rows for key ``k``, all > 0)."""
+        if teacher.shape[0] != int(counts.sum()) or bool((counts < 1).any()):
+            raise ValueError("`counts` must be positive and sum to the number of teacher rows.")
+        device = self.teacher.device
+        self.teacher = teacher.to(device=device, dtype=torch.float32)
+        self.teacher_counts = counts.to(device=device, dtype=torch.long)
+        self.teacher_offsets = torch.cumsum(self.teacher_counts, 0) - self.teacher_counts
+
+    def set_student_controls(self, controls: torch.Tensor, counts: Sequence[int]) -> None:
+        """Store the raw student controls, rows grouped by batch (``counts[b]`` >= 2 rows for batch ``b``)."""
+        if controls.shape[0] != sum(counts) or min(counts, default=0) < 2:
+            raise ValueError("Every batch needs at least 2 controls and `counts` must sum to the number of rows.")
+        self.student_controls = controls.to(device=self.student_controls.device, dtype=torch.float32)
+        self.control_counts = [int(c) for c in counts]
+
+    def start_training(self, seed: int) -> None:
+        """Enter training mode with a fresh random generator on the module's device; prepare the objective.
+
+        Lightning (>= 2.2) keeps whatever mode a module was left in, and scvi-tools leaves it in eval mode after
+        training or loading; training in eval mode would silently switch PEA off, hence the explicit ``train()``.
+        """
+        self.train()
+        device = self.teacher.device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        labels = torch.repeat_interleave(torch.arange(len(self.teacher_counts), device=device), self.teacher_counts)
+        self.objective.prepare(self.teacher, labels)
+
+    def refresh_bank(self) -> None:
+        """Fit a new bank of ``pea_bank_size`` random PEA corrections per batch (no-op when PEA is off)."""
+        if not self.pea:
+            return
+        if not self.control_counts:
+            raise RuntimeError("PEA needs the student controls: call `set_student_controls` first.")
+        controls = self.student_controls.to(_fit_dtype(self.student_controls.device))
+        bank = sample_pea_bank(
+            list(torch.split(controls, self.control_counts)),
+            bank_size=self.pea_bank_size,
+            transforms=self.pea_transforms,
+            p_drop=self.p_drop,
+            min_control_fraction=self.min_control_fraction,
+            coral_reg=self.coral_reg,
+            generator=self.generator,
+        )
+        bank.maps = bank.maps.to(dtype=self.student_controls.dtype)
+        self.bank = bank
+
+    def end_training(self) -> None:
+        """Release the bank and the generator."""
+        self.bank = None
+        self.generator = None
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": tensors["x"], "batch": tensors["batch"]}
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return {"key": tensors["key"]}
+
+    def inference(self, x: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Adapter output ``h``; in training mode with a PEA bank, ``x`` first gets a random correction of its batch."""
+        if self.training and self.bank is not None:
+            x = self.bank.augment(x, batch, self.generator)
+        return {"h": self.adapter(x)}
+
+    def sample(self, key: torch.Tensor) -> torch.Tensor:
+        """Draw for every sample a teacher partner uniformly among the teacher samples of its pairing key."""
+        counts = self.teacher_counts[key]
+        u = torch.rand(key.shape, generator=self.generator, device=key.device)
+        j = torch.minimum((u * counts).long(), counts - 1)
+        return self.teacher[self.teacher_offsets[key] + j]
+
+    def generative(self, key: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The drawn teacher partners ``z``."""
+        return {"z": self.sample(key)}
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+    ) -> LossOutput:
+        """The objective's loss of the minibatch; its logs become extra metrics."""
+        out = self.objective(inference_outputs["h"], generative_outputs["z"], labels=tensors["key"])
+        return LossOutput(loss=out.loss, n_obs_minibatch=tensors["key"].shape[0], extra_metrics=out.logs)

@@ -1,0 +1,430 @@
+"""Known biological relationship recall (Celik et al. 2024, ``efaar_benchmarking``; SPEC §6).
+
+Same definition as ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` (null of all ``i < j`` cosine
+similarities, left and right ``searchsorted`` percentile ranks, both tails), vectorised: relationship pairs become
+integer index pairs (``pandas.Index.get_indexer``) whose cosines are gathered from the upper triangle of the
+Gram matrix (BLAS ``dsyrk``, half the work of a full product), compacted in place into the null (no second
+``n x n`` array), sorted once in place and searched once for all sources; several thresholds reuse the ranks.
+The cosines may differ from scikit-learn's in the last bit (scikit-learn uses another BLAS call), which can only
+move a pair that ties a null value to within 1e-16 exactly at a threshold; the tests and
+``benchmarks/bench_recall.py`` check that the recall equals efaar's on real databases.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import blas
+
+from scsemiclip._utils import Timer, control_mask, get_rep, version_info
+from scsemiclip.datasets._registry import data_dir
+from scsemiclip.datasets._relationships import SOURCES, normalize_pairs, relationships
+from scsemiclip.pp import aggregate
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+#: Thresholds of :func:`known_relationship_recall_curve` (SPEC §6: 0.01 ... 0.25).
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25)
+#: The smallest map that is benchmarked (``efaar_benchmarking.constants.MIN_REQ_ENT_CNT``).
+MIN_GENES = 20
+
+F = TypeVar("F", bound=Callable)
+SourcesLike = str | pd.DataFrame | Sequence[str | pd.DataFrame] | Mapping[str, str | pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class SourcePairs:
+    """The relationships of one source that lie in the map, with their cosine similarity and null counts."""
+
+    entity1: np.ndarray
+    entity2: np.ndarray
+    cosine: np.ndarray
+    n_below: np.ndarray
+    """Null values strictly below each pair's cosine (``searchsorted(..., side="left")``)."""
+    n_below_or_equal: np.ndarray
+    """Null values below or equal to each pair's cosine (``searchsorted(..., side="right")``)."""
+
+    def retrieved(self, threshold: float, n_null: int) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of the pairs in the left (bottom ``threshold``) and right (top ``threshold``) tails of the null."""
+        left = self.n_below_or_equal / n_null <= threshold
+        right = self.n_below / n_null >= 1 - threshold
+        return left, right
+
+
+@dataclass(frozen=True)
+class RelationshipRanks:
+    """Percentile ranks of every known relationship of a gene-level map within the map's null."""
+
+    genes: pd.Index
+    n_null: int
+    sources: dict[str, SourcePairs]
+
+    def table(self, thresholds: Sequence[float]) -> pd.DataFrame:
+        """Long table ``source, threshold, recall, n_retrieved, n_pairs, n_genes`` (one ``"mean"`` row per threshold)."""
+        gene_sets = {name: set(src.entity1) | set(src.entity2) for name, src in self.sources.items()}
+        n_genes_all = len(set().union(*gene_sets.values()))
+        rows = []
+        for t in thresholds:
+            block = []
+            for name, src in self.sources.items():
+                left, right = src.retrieved(t, self.n_null)
+                n_hit = int(np.count_nonzero(left | right))
+                recall = n_hit / src.cosine.size if src.cosine.size else np.nan
+                block.append((name, t, recall, n_hit, src.cosine.size, len(gene_sets[name])))
+            recall_mean = float(np.nanmean([r[2] for r in block]))
+            n_hit_all, n_pairs_all = sum(r[3] for r in block), sum(r[4] for r in block)
+            rows += [*block, ("mean", t, recall_mean, n_hit_all, n_pairs_all, n_genes_all)]
+        return pd.DataFrame(rows, columns=["source", "threshold", "recall", "n_retrieved", "n_pairs", "n_genes"])
+
+
+def _check_threshold(threshold: float) -> float:
+    threshold = float(threshold)
+    if not 0 < threshold <= 0.5:
+        raise ValueError(f"`threshold` must be in (0, 0.5] (one tail's share of the null), got {threshold}.")
+    return threshold
+
+
+def gene_map(
+    adata: AnnData, *, use_rep: str, perturbation_key: str | None, control_key: str | None
+) -> tuple[np.ndarray, pd.Index]:
+    """The gene-level float64 map of ``adata`` and its gene labels (controls dropped).
+
+    With ``perturbation_key`` the rows are mean-aggregated per label by :func:`scsemiclip.pp.aggregate`; a map
+    that already has one row per label goes through unchanged (the mean of one row is the row, bit for bit).
+    With ``perturbation_key=None`` the rows are used as they are and ``obs_names`` are the gene labels (they
+    must then be unique).
+    """
+    for key, arg in ((perturbation_key, "perturbation_key"), (control_key, "control_key")):
+        if key is not None and key not in adata.obs.columns:
+            raise KeyError(
+                f"adata.obs has no column {key!r} (`{arg}`); pass `{arg}=None` for a gene-level map "
+                + ("labelled by obs_names." if arg == "perturbation_key" else "without controls.")
+            )
+    if perturbation_key is not None:
+        agg = aggregate(adata, use_rep=use_rep, by=perturbation_key, control_key=control_key)
+        return agg.X, agg.obs_names
+    x = get_rep(adata, use_rep)
+    keep = ~control_mask(adata, control_key) if control_key is not None else np.ones(adata.n_obs, dtype=bool)
+    genes = pd.Index(adata.obs_names[keep].astype(str))
+    if not genes.is_unique:
+        raise ValueError(
+            "`perturbation_key=None` uses obs_names as gene labels, but they are not unique; pass "
+            "`perturbation_key` to aggregate the rows per perturbation."
+        )
+    return np.asarray(x[keep], dtype=np.float64), genes
+
+
+@functools.lru_cache(maxsize=len(SOURCES))
+def _database(source: str, directory: str) -> pd.DataFrame:
+    """:func:`scsemiclip.datasets.relationships`, read once per process and cache directory (never modified)."""
+    return relationships(source)
+
+
+def resolve_sources(sources: SourcesLike) -> dict[str, pd.DataFrame]:
+    """Relationship tables by name: database names, ``entity1, entity2`` frames (``custom_<i>``) or a mapping."""
+    if isinstance(sources, str | pd.DataFrame):
+        sources = (sources,)
+    if isinstance(sources, Mapping):
+        items = list(sources.items())
+    else:
+        items = [(s if isinstance(s, str) else f"custom_{i}", s) for i, s in enumerate(sources)]
+    if not items:
+        raise ValueError(f"`sources` is empty; give database names from {list(SOURCES)} or relationship tables.")
+    out: dict[str, pd.DataFrame] = {}
+    for name, src in items:
+        if name == "mean" or name in out:
+            raise ValueError(f"`sources` names must be unique and not 'mean', got {name!r} twice or reserved.")
+        if isinstance(src, str):
+            out[name] = _database(src, str(data_dir()))
+        elif isinstance(src, pd.DataFrame):
+            out[name] = normalize_pairs(src)
+        else:
+            raise TypeError(
+                f"`sources` entries must be database names or DataFrames with entity1, entity2; got {type(src).__name__}."
+            )
+    return out
+
+
+def upper_triangle_cosines(x: np.ndarray) -> np.ndarray:
+    """Cosine similarities of all row pairs ``i < j`` of ``x`` (float64), row pairs in column-major order.
+
+    The rows are L2-normalised as :func:`sklearn.preprocessing.normalize` does (a zero row stays zero, its
+    cosines are 0). BLAS ``dsyrk`` fills the upper triangle of the Gram matrix, which is then compacted in place
+    inside the ``n x n`` buffer, so the peak memory is that one matrix (8 n^2 bytes: 1.35 GB at 13,000 genes).
+
+    Returns
+    -------
+    A view of length ``n (n - 1) / 2``; pair ``(a, b)``, ``a < b``, is at position ``b (b - 1) / 2 + a``.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0] = 1.0
+    n = x.shape[0]
+    gram = np.empty((n, n), order="F")  # with beta = 0, dsyrk never reads it: no zero-filling pass
+    gram = blas.dsyrk(1.0, x / norms[:, None], c=gram, overwrite_c=True)  # column b: rows 0..b-1 of the triangle
+    flat = gram.reshape(-1, order="F")
+    for b in range(1, n):
+        flat[b * (b - 1) // 2 : b * (b + 1) // 2] = flat[b * n : b * n + b]  # destination always precedes source
+    return flat[: n * (n - 1) // 2]
+
+
+def rank_relationships(x: np.ndarray, genes: pd.Index, tables: Mapping[str, pd.DataFrame]) -> RelationshipRanks:
+    """Percentile ranks of the known relationships of a gene-level map (the core of the recall functions).
+
+    Parameters
+    ----------
+    x
+        ``(n_genes, d)`` float64 gene-level map.
+    genes
+        Unique gene labels of the rows of ``x``.
+    tables
+        Normalised relationship tables by source name (see :func:`resolve_sources`).
+
+    Returns
+    -------
+    The pairs of each source with both genes in the map, their cosine and their null counts.
+    """
+    n = len(genes)
+    if n < MIN_GENES:
+        raise ValueError(
+            f"The map has {n} gene(s) after dropping the controls; known-relationship recall needs at least {MIN_GENES}."
+        )
+    found = {}
+    for name, table in tables.items():
+        i = genes.get_indexer(table["entity1"])
+        j = genes.get_indexer(table["entity2"])
+        keep = (i >= 0) & (j >= 0)
+        a, b = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+        found[name] = (keep, b * (b - 1) // 2 + a)
+    if not any(pos.size for _, pos in found.values()):
+        raise ValueError(
+            f"None of the {n} map labels forms a known relationship in {list(tables)}; the perturbation labels "
+            "must be gene symbols (e.g. 'TP53')."
+        )
+    null = upper_triangle_cosines(np.ascontiguousarray(x, dtype=np.float64))
+    all_pos = np.concatenate([pos for _, pos in found.values()])
+    query = null[all_pos]
+    null.sort()
+    order = np.argsort(query)  # sorted keys make the binary searches cache-friendly
+    n_below, n_below_or_equal = np.empty((2, query.size), dtype=np.int64)
+    n_below[order] = np.searchsorted(null, query[order], side="left")
+    n_below_or_equal[order] = np.searchsorted(null, query[order], side="right")
+    out, offset = {}, 0
+    for name, (keep, pos) in found.items():
+        sl = slice(offset, offset + pos.size)
+        offset += pos.size
+        table = tables[name]
+        out[name] = SourcePairs(
+            entity1=table["entity1"].to_numpy()[keep],
+            entity2=table["entity2"].to_numpy()[keep],
+            cosine=query[sl],
+            n_below=n_below[sl],
+            n_below_or_equal=n_below_or_equal[sl],
+        )
+    return RelationshipRanks(genes=genes, n_null=null.size, sources=out)
+
+
+def compute_ranks(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    perturbation_key: str | None,
+    control_key: str | None,
+    sources: SourcesLike,
+) -> RelationshipRanks:
+    """:func:`gene_map`, :func:`resolve_sources` and :func:`rank_relationships` in one call (writes nothing)."""
+    x, genes = gene_map(adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key)
+    return rank_relationships(x, genes, resolve_sources(sources))
+
+
+def _params(
+    use_rep: str, perturbation_key: str | None, control_key: str | None, ranks: RelationshipRanks
+) -> dict[str, object]:
+    return {
+        "use_rep": use_rep,
+        "perturbation_key": perturbation_key or "",
+        "control_key": control_key or "",
+        "sources": list(ranks.sources),
+        "n_map_genes": len(ranks.genes),
+        "n_null": ranks.n_null,
+    }
+
+
+_PARAMS_DOC = """adata
+        Annotated data: per sample (aggregated by ``perturbation_key``, controls dropped) or already one row
+        per gene (used as it is: rows whose labels are unique are their own mean).
+    use_rep
+        Key of the embedding in ``adata.obsm`` (``"X"`` for ``adata.X``).
+    perturbation_key
+        Column of ``adata.obs`` with the gene labels (gene symbols); ``None`` uses ``obs_names`` of a gene-level
+        map.
+    control_key
+        Boolean column of ``adata.obs`` marking the controls (dropped); ``None`` when there are none.
+    sources
+        Databases among ``"CORUM"``, ``"HuMAP"``, ``"Reactome"``, ``"SIGNOR"``, ``"StringDB"`` (see
+        :func:`scsemiclip.datasets.relationships`), DataFrames with columns ``entity1, entity2`` (named
+        ``custom_<position>``), or a mapping from name to either."""
+
+
+def _doc_params(func: F) -> F:
+    """Insert the shared parameter text into ``func``'s docstring."""
+    func.__doc__ = func.__doc__.format(params=_PARAMS_DOC)
+    return func
+
+
+@_doc_params
+def known_relationship_recall(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    perturbation_key: str | None = "perturbation",
+    control_key: str | None = "is_control",
+    sources: SourcesLike = SOURCES,
+    threshold: float = 0.05,
+    key_added: str = "known_relationship_recall",
+) -> pd.DataFrame:
+    """Recall of known gene-gene relationships among the most (anti-)similar gene pairs (SPEC §6).
+
+    Controls are dropped and the embedding is mean-aggregated per gene; every pair of genes ``i < j`` forms the
+    null of cosine similarities. A known relationship (undirected, both genes in the map) is retrieved when its
+    cosine is in the bottom or top ``threshold`` of the null (both tails, so a random map gives about
+    ``2 * threshold``). Equal to ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` on the same
+    float64 map, for thresholds ``(threshold, 1 - threshold)``.
+
+    Parameters
+    ----------
+    {params}
+    threshold
+        Share of the null in each tail, in ``(0, 0.5]``.
+    key_added
+        Key of the result in ``adata.uns``.
+
+    Returns
+    -------
+    A table indexed by ``source`` (one row per source, then ``"mean"``) with columns
+
+    ``recall``
+        Share of the source's pairs in the map that are retrieved (NaN for a source without pairs in the map;
+        the ``"mean"`` row is the unweighted mean over the sources with pairs).
+    ``n_retrieved``
+        Number of retrieved pairs (total over sources in the ``"mean"`` row).
+    ``n_pairs``
+        Number of the source's pairs with both genes in the map (total over sources in the ``"mean"`` row).
+    ``n_genes``
+        Number of map genes in at least one of those pairs (in any source for the ``"mean"`` row).
+
+    Also writes ``adata.uns[key_added]`` = ``{{"table": <the table>, "params": {{use_rep, perturbation_key,
+    control_key, sources, n_map_genes, n_null, threshold}}, "version": ...}}``.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 20 genes after dropping the controls, or when no pair of map genes is a known relationship.
+    """
+    threshold = _check_threshold(threshold)
+    timer = Timer(f"known-relationship recall of {use_rep!r}")
+    ranks = compute_ranks(
+        adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
+    )
+    table = ranks.table([threshold]).drop(columns="threshold").set_index("source")
+    adata.uns[key_added] = {
+        "table": table.copy(),
+        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "threshold": threshold},
+        "version": version_info(),
+    }
+    timer.done(f"mean recall {table.loc['mean', 'recall']:.4f}, added uns[{key_added!r}]")
+    return table
+
+
+@_doc_params
+def known_relationship_recall_curve(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    perturbation_key: str | None = "perturbation",
+    control_key: str | None = "is_control",
+    sources: SourcesLike = SOURCES,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    key_added: str = "known_relationship_recall_curve",
+) -> pd.DataFrame:
+    """Known-relationship recall at several thresholds in one pass (for recall-versus-threshold curves).
+
+    The ranks of the pairs are computed once (as in :func:`known_relationship_recall`) and thresholded for
+    every value of ``thresholds``; each row equals :func:`known_relationship_recall` at that threshold.
+
+    Parameters
+    ----------
+    {params}
+    thresholds
+        Shares of the null in each tail, each in ``(0, 0.5]``.
+    key_added
+        Key of the result in ``adata.uns``.
+
+    Returns
+    -------
+    A long table with columns ``source`` (each source, then ``"mean"``), ``threshold``, ``recall``,
+    ``n_retrieved``, ``n_pairs``, ``n_genes`` (as in :func:`known_relationship_recall`), one row per source and
+    threshold; ``table.pivot(index="threshold", columns="source", values="recall")`` gives the curves.
+
+    Also writes ``adata.uns[key_added]`` = ``{{"table": <the table>, "params": {{use_rep, perturbation_key,
+    control_key, sources, n_map_genes, n_null, thresholds}}, "version": ...}}``.
+    """
+    thresholds = [_check_threshold(t) for t in np.atleast_1d(thresholds)]
+    ranks = compute_ranks(
+        adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
+    )
+    table = ranks.table(thresholds)
+    adata.uns[key_added] = {
+        "table": table.set_axis(table.index.astype(str)),
+        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "thresholds": thresholds},
+        "version": version_info(),
+    }
+    return table
+
+
+@_doc_params
+def retrieved_relationships(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    perturbation_key: str | None = "perturbation",
+    control_key: str | None = "is_control",
+    sources: SourcesLike = SOURCES,
+    threshold: float = 0.05,
+) -> dict[str, pd.DataFrame]:
+    """The known relationships an embedding retrieves, per source (for overlaps between embeddings, paper Fig. 4).
+
+    Parameters
+    ----------
+    {params}
+    threshold
+        Share of the null in each tail, in ``(0, 0.5]``.
+
+    Returns
+    -------
+    Source name -> table of its retrieved pairs with columns ``entity1 < entity2``, ``cosine`` and ``tail``
+    (``"right"``: among the top ``threshold`` most similar pairs; ``"left"``: among the bottom ``threshold``).
+    ``adata`` is not modified.
+    """
+    threshold = _check_threshold(threshold)
+    ranks = compute_ranks(
+        adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
+    )
+    out = {}
+    for name, src in ranks.sources.items():
+        left, right = src.retrieved(threshold, ranks.n_null)
+        hit = left | right
+        out[name] = pd.DataFrame(
+            {
+                "entity1": src.entity1[hit],
+                "entity2": src.entity2[hit],
+                "cosine": src.cosine[hit],
+                "tail": np.where(right[hit], "right", "left"),
+            }
+        )
+    return out

@@ -1,0 +1,102 @@
+"""A device-resident data module: all training tensors moved once to the device, minibatches by index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+
+class PermutationBatches:
+    """Minibatches of rows of device tensors, in a fresh random order every epoch, without the last partial one.
+
+    In a distributed run every rank draws the same permutation (same seed, same number of draws) and takes its
+    own contiguous share of ``n // world_size`` rows, so ranks see disjoint samples and the same number of steps.
+    """
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        *,
+        batch_size: int,
+        generator: torch.Generator,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.generator = generator
+        self.rank = rank
+        self.n = next(iter(tensors.values())).shape[0]
+        self.n_local = self.n // world_size
+
+    def __len__(self) -> int:
+        return self.n_local // self.batch_size
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        device = next(iter(self.tensors.values())).device
+        order = torch.randperm(self.n, generator=self.generator, device=device)
+        order = order[self.rank * self.n_local : (self.rank + 1) * self.n_local]
+        for idx in order[: len(self) * self.batch_size].split(self.batch_size):
+            yield {k: v[idx] for k, v in self.tensors.items()}
+
+
+class DeviceDataSplitter(LightningDataModule):
+    """Training data for :class:`~scsemiclip.model.SemiClipped`, moved once to the training device.
+
+    scvi-tools' default ``AnnDataLoader`` indexes the AnnData per minibatch on the host; here the (small, dense)
+    training tensors are copied to ``trainer.strategy.root_device`` once in :meth:`setup`, and every minibatch is
+    an index into them (random permutation per epoch, ``drop_last``), so a step costs a few gathers on the device.
+    Works with any Lightning accelerator / strategy; under DDP each rank takes its share of every permutation.
+
+    Parameters
+    ----------
+    tensors
+        Tensors with one row per training sample (same first dimension), yielded as a dict per minibatch.
+    batch_size
+        Minibatch size (per device).
+    seed
+        Seed of the permutations.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], *, batch_size: int, seed: int = 0) -> None:
+        super().__init__()
+        sizes = {k: v.shape[0] for k, v in tensors.items()}
+        if not tensors or len(set(sizes.values())) != 1:
+            raise ValueError(f"`tensors` must be non-empty with equal first dimensions, got {sizes}.")
+        if batch_size < 2:
+            raise ValueError(f"`batch_size` must be >= 2 (in-batch negatives), got {batch_size}.")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n_train = next(iter(sizes.values()))
+        self.n_val = 0
+        self._batches: PermutationBatches | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Move the tensors to the training device and prepare this rank's minibatches."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        n_local = self.n_train // world_size
+        if n_local < self.batch_size:
+            raise ValueError(
+                f"{self.n_train} training pairs"
+                + (f" over {world_size} devices ({n_local} each)" if world_size > 1 else "")
+                + f" do not fill one minibatch of batch_size={self.batch_size} (the last partial minibatch is "
+                "dropped); lower `batch_size`."
+            )
+        tensors = {k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        self._batches = PermutationBatches(
+            tensors, batch_size=self.batch_size, generator=generator, rank=rank, world_size=world_size
+        )
+
+    def train_dataloader(self) -> PermutationBatches | None:
+        """This rank's minibatches (an iterable of dicts of device tensors; available after :meth:`setup`)."""
+        return self._batches
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Free the device copies."""
+        self._batches = None

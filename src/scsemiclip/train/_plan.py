@@ -1,0 +1,108 @@
+"""The training plan: scvi-tools' :class:`~scvi.train.TrainingPlan` with SGD/Adam(W), a cosine schedule and PEA."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from scvi.train import TrainingPlan
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from scsemiclip.module import SemiClippedModule
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+
+
+class SemiClippedTrainingPlan(TrainingPlan):
+    """Lightning module training a :class:`~scsemiclip.module.SemiClippedModule`.
+
+    Per step it only runs the module's forward (PEA, partner draw, adapter, objective) and accumulates the
+    losses on the device; they are averaged and logged once per epoch (no host synchronisation per step).
+
+    Parameters
+    ----------
+    module
+        The module to train.
+    optimizer
+        ``"sgd"`` (the authors': momentum ``momentum``), ``"adamw"`` or ``"adam"`` (``eps`` 1e-8).
+    lr
+        Peak learning rate, annealed to ``lr_min`` with a per-step cosine schedule over the whole run.
+    weight_decay
+        Weight decay (the authors': 1e-4).
+    momentum
+        SGD momentum (the authors': 0.95).
+    eps
+        Adam(W) epsilon.
+    lr_min
+        Final learning rate of the cosine schedule.
+    seed
+        Seed of the module's generator (partner draws and PEA); rank ``r`` of a distributed run uses ``seed + r``.
+    """
+
+    def __init__(
+        self,
+        module: SemiClippedModule,
+        *,
+        optimizer: Literal["sgd", "adamw", "adam"] = "sgd",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.95,
+        eps: float = 1e-8,
+        lr_min: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        optimizer = optimizer.lower()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
+        if lr <= 0:
+            raise ValueError(f"`lr` must be positive, got {lr}.")
+        super().__init__(
+            module,
+            optimizer="Custom",
+            optimizer_creator=self._make_optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            eps=eps,
+            lr_min=lr_min,
+            n_epochs_kl_warmup=None,
+        )
+        self.optimizer_choice = optimizer
+        self.momentum = momentum
+        self.seed = seed
+
+    def _make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+        if self.optimizer_choice == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        cls = torch.optim.AdamW if self.optimizer_choice == "adamw" else torch.optim.Adam
+        return cls(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
+
+    def configure_optimizers(self) -> dict:
+        """The optimizer with a per-step cosine annealing schedule over the run."""
+        config = super().configure_optimizers()
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(config["optimizer"], T_max=total, eta_min=self.lr_min)
+        config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
+        return config
+
+    def on_train_start(self) -> None:
+        """Put the module in training mode (see :meth:`SemiClippedModule.start_training`) and seed its draws."""
+        self.module.start_training(self.seed + self.global_rank)
+
+    def on_train_epoch_start(self) -> None:
+        """Refresh the PEA bank."""
+        self.module.refresh_bank()
+
+    def on_train_end(self) -> None:
+        """Release the PEA bank."""
+        self.module.end_training()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Forward, loss, and epoch-level logging of the loss and the objective's logs."""
+        _, _, out = self.forward(batch)
+        kwargs = {"on_step": False, "on_epoch": True, "batch_size": out.n_obs_minibatch, "sync_dist": self.use_sync_dist}
+        self.log("train_loss", out.loss.detach(), prog_bar=True, **kwargs)
+        for name, value in out.extra_metrics.items():
+            self.log(f"{name}_train", value, **kwargs)
+        return out.loss
