@@ -70,7 +70,12 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def data_dir() -> Path:
-    """The cache directory: ``$SCSEMICLIP_DATA_DIR`` if set, else the user cache (``pooch.os_cache``)."""
+    """The data cache directory.
+
+    Returns
+    -------
+    ``$SCSEMICLIP_DATA_DIR`` if that variable is set, else the user cache directory (``pooch.os_cache``).
+    """
     override = os.environ.get(ENV_DATA_DIR)
     return Path(override).expanduser() if override else Path(pooch.os_cache("scsemiclip"))
 
