@@ -23,7 +23,10 @@ def make_data(n_obs: int, n_dims: int, n_batches: int, seed: int = 0) -> ad.AnnD
     rng = np.random.default_rng(seed)
     batch = rng.integers(0, n_batches, n_obs)
     is_ctrl = rng.random(n_obs) < 0.1
-    x = rng.normal(size=(n_obs, n_dims)) @ rng.normal(size=(n_dims, n_dims)) + rng.normal(size=(n_batches, n_dims))[batch]
+    x = (
+        rng.normal(size=(n_obs, n_dims)) @ rng.normal(size=(n_dims, n_dims))
+        + rng.normal(size=(n_batches, n_dims))[batch]
+    )
     obs = pd.DataFrame(
         {
             "batch": pd.Categorical([f"b{b:02d}" for b in batch]),

@@ -6,7 +6,7 @@ Run from the repository root::
 
 1. ``--genes-compare`` genes drawn from the five databases' genes (plus 5 % absent from every database), two
    replicates each plus controls, random embedding: ``scsemiclip.tl.known_relationship_recall`` on the
-   per-sample data (aggregation and file reading included) against
+   per-sample data (aggregation included; the first call also reads the five files, later ones reuse them) against
    ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` on the same aggregated float64 map;
    prints both times, the ratio and whether every recall is identical.
 2. ``--genes-large`` genes (genome scale), ours only, in a fresh subprocess: wall time and peak resident memory
@@ -51,6 +51,15 @@ def make_adata(n_genes: int, dims: int, *, replicates: int, seed: int = 0):
     return adata
 
 
+REPEATS = 3
+
+
+def timed(func) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
 def compare(n_genes: int, dims: int) -> None:
     import numpy as np
     import pandas as pd
@@ -63,28 +72,34 @@ def compare(n_genes: int, dims: int) -> None:
     adata = make_adata(n_genes, dims, replicates=2)
     start = time.perf_counter()
     ours = tl.known_relationship_recall(adata, use_rep="X_emb")
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    tl.known_relationship_recall(adata, use_rep="X_emb")
-    t_ours_warm = time.perf_counter() - start
+    t_cold = time.perf_counter() - start
+    t_warm = min(timed(lambda: tl.known_relationship_recall(adata, use_rep="X_emb")) for _ in range(REPEATS))
 
     agg = pp.aggregate(adata, use_rep="X_emb")
     map_data = Bunch(features=pd.DataFrame(agg.X), metadata=pd.DataFrame({"gene": agg.obs_names}))
-    start = time.perf_counter()
-    ref = known_relationship_benchmark(
-        map_data,
-        pert_col="gene",
-        benchmark_sources=list(SOURCES),
-        recall_thr_pairs=[(0.05, 0.95)],
-        benchmark_data_dir=str(data_dir() / "relationships"),
-    )
-    t_ref = time.perf_counter() - start
-    ref_recall = ref.set_index("source")["recall_0.05_0.95"]
+    refs = []
+
+    def efaar() -> None:
+        refs.append(
+            known_relationship_benchmark(
+                map_data,
+                pert_col="gene",
+                benchmark_sources=list(SOURCES),
+                recall_thr_pairs=[(0.05, 0.95)],
+                benchmark_data_dir=str(data_dir() / "relationships"),
+            )
+        )
+
+    t_ref = min(timed(efaar) for _ in range(2))
+    ref_recall = refs[-1].set_index("source")["recall_0.05_0.95"]
     same = bool(np.array_equal(ours.loc[list(SOURCES), "recall"].to_numpy(), ref_recall.loc[list(SOURCES)].to_numpy()))
     print(f"== {n_genes} genes x {dims} dims ({adata.n_obs} samples), {int(ours.loc['mean', 'n_pairs'])} pairs")
     print(ours.to_string())
-    print(f"scsemiclip: {t_ours:.2f} s (second call {t_ours_warm:.2f} s); efaar_benchmarking: {t_ref:.2f} s")
-    print(f"speed-up: {t_ref / t_ours:.1f}x (second call {t_ref / t_ours_warm:.1f}x); identical recall: {same}")
+    print(
+        f"scsemiclip: first call {t_cold:.2f} s (reads the five files), later calls {t_warm:.2f} s (best of "
+        f"{REPEATS}); efaar_benchmarking: {t_ref:.2f} s (best of 2)"
+    )
+    print(f"speed-up: {t_ref / t_cold:.1f}x first call, {t_ref / t_warm:.1f}x later calls; identical recall: {same}")
     if not same:
         raise SystemExit("recall differs from efaar_benchmarking")
 
@@ -99,19 +114,32 @@ def large_child(n_genes: int, dims: int) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_null = adata.uns["known_relationship_recall"]["params"]["n_null"]
-    print(json.dumps({"seconds": seconds, "peak_mib": peak, "before_mib": before, "n_null": n_null,
-                      "mean_recall": float(table.loc["mean", "recall"])}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mib": peak,
+                "before_mib": before,
+                "n_null": n_null,
+                "mean_recall": float(table.loc["mean", "recall"]),
+            }
+        )
+    )
 
 
 def large(n_genes: int, dims: int) -> None:
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(n_genes), "--dims", str(dims)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"== {n_genes} genes x {dims} dims, {res['n_null']:,} null pairs (ours only, fresh process)")
-    print(f"time {res['seconds']:.1f} s; peak RSS {res['peak_mib'] / 1024:.2f} GiB "
-          f"({res['before_mib'] / 1024:.2f} GiB before the call); mean recall {res['mean_recall']:.4f}")
+    print(
+        f"time {res['seconds']:.1f} s; peak RSS {res['peak_mib'] / 1024:.2f} GiB "
+        f"({res['before_mib'] / 1024:.2f} GiB before the call); mean recall {res['mean_recall']:.4f}"
+    )
 
 
 def main() -> None:

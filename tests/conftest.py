@@ -56,6 +56,74 @@ def make_embedding_adata(
     return adata
 
 
+def make_weakly_paired(
+    *,
+    n_genes: int = 40,
+    n_modules: int = 5,
+    n_rep: int = 4,
+    n_teacher_rep: int = 2,
+    n_batches: int = 3,
+    n_controls: int = 8,
+    d_latent: int = 6,
+    d_student: int = 12,
+    d_teacher: int = 10,
+    d_nuisance: int = 4,
+    nuisance: float = 1.5,
+    gene_offset: int = 0,
+    seed: int = 0,
+    world_seed: int = 0,
+) -> tuple[ad.AnnData, ad.AnnData, pd.DataFrame]:
+    """Weakly paired student / teacher embeddings of perturbations of genes grouped in modules.
+
+    Gene ``G<i>`` belongs to module ``i % n_modules``; its latent effect is the module centre plus noise. The
+    teacher is a linear image of the latent effect; the student a nonlinear image of the latent effect and of a
+    gene-specific nuisance effect (``d_nuisance`` dims of scale ``nuisance``, unrelated to the modules), so that
+    the teacher's geometry is the better one and an adapter can learn it; both get batch shifts and sample noise,
+    and each batch has
+    ``n_controls`` controls (``perturbation == "NTC"``). ``world_seed`` fixes the module centres and the two
+    encoders, ``seed`` the samples, so calls with another ``gene_offset`` / ``seed`` give out-of-distribution data
+    of the same world. Returns the student (``obsm["X_emb"]``), the teacher (``obsm["X_phenom"]``) and the
+    within-module gene pairs (``entity1``, ``entity2``).
+    """
+    world = np.random.default_rng(world_seed)
+    centers = 2.0 * world.normal(size=(n_modules, d_latent))
+    w_student = world.normal(size=(d_latent + d_nuisance, d_student)) / np.sqrt(d_latent + d_nuisance)
+    w_teacher = world.normal(size=(d_latent, d_teacher)) / np.sqrt(d_latent)
+    rng = np.random.default_rng(seed)
+    genes = np.array([f"G{gene_offset + i}" for i in range(n_genes)])
+    module = (gene_offset + np.arange(n_genes)) % n_modules
+    latent = centers[module] + 0.7 * rng.normal(size=(n_genes, d_latent))
+    student_latent = np.hstack([latent, nuisance * rng.normal(size=(n_genes, d_nuisance))])
+
+    def side(n_reps: int, effects: np.ndarray, weights: np.ndarray, *, nonlinear: bool, prefix: str) -> ad.AnnData:
+        gene_idx = np.tile(np.r_[np.repeat(np.arange(n_genes), n_reps), np.full(n_controls, -1)], n_batches)
+        batch = np.repeat(np.arange(n_batches), n_genes * n_reps + n_controls)
+        noise = 0.3 * rng.normal(size=(batch.size, effects.shape[1]))
+        u = np.where(gene_idx[:, None] >= 0, effects[gene_idx.clip(0)], 0.0) + noise
+        x = u @ weights
+        if nonlinear:
+            x = x + 2 * np.tanh(x)
+        x = x + rng.normal(size=(n_batches, weights.shape[1]))[batch] + 0.2 * rng.normal(size=x.shape)
+        obs = pd.DataFrame(
+            {
+                "batch": pd.Categorical([f"{prefix}b{b}" for b in batch]),
+                "perturbation": np.where(gene_idx >= 0, genes[gene_idx.clip(0)], "NTC"),
+                "is_control": gene_idx < 0,
+            },
+            index=[f"{prefix}{i}" for i in range(batch.size)],
+        )
+        out = ad.AnnData(obs=obs)
+        out.obsm["X_emb" if nonlinear else "X_phenom"] = x.astype(np.float32)
+        return out
+
+    student = side(n_rep, student_latent, w_student, nonlinear=True, prefix=f"s{seed}_")
+    teacher = side(n_teacher_rep, latent, w_teacher, nonlinear=False, prefix=f"t{seed}_")
+    i, j = np.triu_indices(n_genes, 1)
+    same = module[i] == module[j]
+    pairs = pd.DataFrame({"entity1": genes[i[same]], "entity2": genes[j[same]]})
+    return student, teacher, pairs
+
+
 def adata_hash(adata: ad.AnnData) -> str:
     """Hash of X, obs, obsm, layers (to check that inputs are not modified)."""
     h = hashlib.sha256()

@@ -117,7 +117,7 @@ def _spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def _structural_integrity(y_true: np.ndarray, y_pred: np.ndarray, batch: np.ndarray, is_control: np.ndarray) -> float:
     """``1 - sum_b D_b / (2 sum_b M_b)`` on profiles centred on each batch's (predicted / true) control mean."""
     dist, size = 0.0, 0.0
-    for b in np.unique(batch):
+    for b in np.unique(batch).tolist():
         rows = batch == b
         ctrl = rows & is_control
         if not ctrl.any():
@@ -293,7 +293,13 @@ def interpretability_preservation(
     emb = get_rep(adata, use_rep)
     check_obs_keys(adata, [batch_key, perturbation_key])
     is_ctrl = control_mask(adata, control_key)
-    batch, _ = batch_codes(adata, batch_key)
+    batch, batch_labels = batch_codes(adata, batch_key)
+    no_ctrl = np.setdiff1d(np.arange(len(batch_labels)), batch[is_ctrl])
+    if no_ctrl.size:
+        raise ValueError(
+            f"Batch {batch_labels[no_ctrl[0]]!r} of adata.obs[{batch_key!r}] has no control sample "
+            f"({no_ctrl.size} batch(es) affected); structural integrity centres each batch on its controls."
+        )
     pert, _ = pd.factorize(adata.obs[perturbation_key])
     if (pert[~is_ctrl] < 0).any():
         raise ValueError(f"adata.obs[{perturbation_key!r}] has missing values among the non-control samples.")
@@ -326,7 +332,9 @@ def interpretability_preservation(
     x_test, y_test = tensors(test)
     with torch.no_grad():
         pred = torch.cat([model(chunk) for chunk in x_test.split(4 * batch_size)])
-    scores = score_predictions(y_test.cpu().numpy(), pred.cpu().numpy(), batch=batch[test], is_control=is_ctrl[test])
+    scores = score_predictions(
+        y_test.cpu().numpy(), pred.cpu().numpy(), batch=batch_labels[batch[test]], is_control=is_ctrl[test]
+    )
     adata.uns[key_added] = {
         "scores": {k: float(v) for k, v in scores.items()},
         "params": {

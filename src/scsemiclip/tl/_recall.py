@@ -133,7 +133,8 @@ def resolve_sources(sources: SourcesLike) -> dict[str, pd.DataFrame]:
     if isinstance(sources, Mapping):
         items = list(sources.items())
     else:
-        items = [(s if isinstance(s, str) else f"custom_{i}", s) for i, s in enumerate(sources)]
+        n_frames = np.cumsum([not isinstance(s, str) for s in sources]) - 1
+        items = [(s if isinstance(s, str) else f"custom_{k}", s) for k, s in zip(n_frames, sources, strict=True)]
     if not items:
         raise ValueError(f"`sources` is empty; give database names from {list(SOURCES)} or relationship tables.")
     out: dict[str, pd.DataFrame] = {}
@@ -268,7 +269,7 @@ _PARAMS_DOC = """adata
     sources
         Databases among ``"CORUM"``, ``"HuMAP"``, ``"Reactome"``, ``"SIGNOR"``, ``"StringDB"`` (see
         :func:`scsemiclip.datasets.relationships`), DataFrames with columns ``entity1, entity2`` (named
-        ``custom_<position>``), or a mapping from name to either."""
+        ``custom_0``, ``custom_1``, ... in order), or a mapping from name to either."""
 
 
 def _doc_params(func: F) -> F:

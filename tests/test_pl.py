@@ -1,0 +1,160 @@
+"""pl.recall, pl.recall_thresholds, pl.relationship_venn: what is drawn (Agg backend)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import adata_hash
+from matplotlib.patches import Circle, Rectangle
+
+from scsemiclip import pl, tl
+from scsemiclip.datasets import SOURCES, relationships
+
+
+@pytest.fixture(scope="module")
+def gene_map(shared_data) -> ad.AnnData:
+    """One row per gene (CORUM genes), three embeddings."""
+    rng = np.random.default_rng(0)
+    genes = pd.unique(relationships("CORUM").iloc[:1500].to_numpy().ravel())[:250]
+    adata = ad.AnnData(obs=pd.DataFrame({"perturbation": genes, "is_control": False}, index=genes))
+    base = rng.normal(size=(len(genes), 8))
+    adata.obsm["A"] = base
+    adata.obsm["B"] = base + rng.normal(size=base.shape)
+    adata.obsm["C"] = rng.normal(size=base.shape)
+    return adata
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _bars(ax) -> list[Rectangle]:
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def test_recall_bars_from_adata(gene_map):
+    adata = gene_map.copy()
+    table = tl.known_relationship_recall(adata, use_rep="A")
+    before = adata_hash(adata)
+    _, ax0 = plt.subplots()
+    ax = pl.recall(adata, ax=ax0)
+    assert ax is ax0
+    heights = [b.get_height() for b in _bars(ax)]
+    np.testing.assert_allclose(heights, table["recall"].to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == [*SOURCES, "mean"]
+    random_line = [line for line in ax.get_lines() if line.get_label().startswith("random")]
+    assert len(random_line) == 1 and np.allclose(random_line[0].get_ydata(), 0.1)
+    assert {t.get_text() for t in ax.texts} >= {f"{r:.3f}" for r in table["recall"]}
+    assert adata_hash(adata) == before
+
+
+def test_recall_grouped_bars_and_bare_table(gene_map):
+    adata = gene_map.copy()
+    tables = {rep: tl.known_relationship_recall(adata, use_rep=rep, key_added=f"r_{rep}") for rep in "ABC"}
+    ax = pl.recall(tables)
+    bars = _bars(ax)
+    assert len(bars) == 3 * (len(SOURCES) + 1)
+    for k, rep in enumerate("ABC"):
+        got = [b.get_height() for b in bars[k * 6 : (k + 1) * 6]]
+        np.testing.assert_allclose(got, tables[rep]["recall"].to_numpy())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B", "C"]
+    assert not [line for line in ax.get_lines() if line.get_label().startswith("random")]  # bare tables
+    from_adatas = pl.recall({"A": adata}, key="r_A")
+    assert [b.get_height() for b in _bars(from_adatas)] == pytest.approx(tables["A"]["recall"].tolist())
+    long = tables["A"].reset_index()  # a "source" column works too
+    assert [b.get_height() for b in _bars(pl.recall(long, threshold=0.05))] == pytest.approx(
+        tables["A"]["recall"].tolist()
+    )
+
+
+def test_recall_missing_result(gene_map):
+    with pytest.raises(KeyError, match="run `scsemiclip.tl.known_relationship_recall` first"):
+        pl.recall(gene_map.copy())
+    with pytest.raises(TypeError, match="AnnData or a recall table"):
+        pl.recall([1, 2])
+
+
+def test_recall_thresholds_curves(gene_map):
+    adata = gene_map.copy()
+    before = adata_hash(adata)
+    thresholds = (0.02, 0.05, 0.1, 0.2)
+    ax = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds, perturbation_key=None)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"A", "C", "random"}
+    for rep in "AC":
+        curve = tl.known_relationship_recall_curve(adata.copy(), use_rep=rep, thresholds=thresholds)
+        mean = curve[curve.source == "mean"]
+        np.testing.assert_allclose(lines[rep].get_xdata(), thresholds)
+        np.testing.assert_allclose(lines[rep].get_ydata(), mean["recall"])
+    np.testing.assert_allclose(lines["random"].get_ydata(), 2 * np.array(thresholds))
+    corum = pl.recall_thresholds(adata, use_reps="A", thresholds=thresholds, source="CORUM")
+    assert corum.get_title().endswith("(CORUM)")
+    assert adata_hash(adata) == before and "known_relationship_recall_curve" not in adata.uns
+    with pytest.raises(ValueError, match="source='GO'"):
+        pl.recall_thresholds(adata, use_reps="A", source="GO")
+
+
+def _region_counts(sets: list[set]) -> dict[str, int]:
+    """Expected Venn region counts, keyed by the text drawn."""
+    a, b, *rest = sets
+    if not rest:
+        return {"a": len(a - b), "b": len(b - a), "ab": len(a & b)}
+    c = rest[0]
+    return {
+        "a": len(a - b - c),
+        "b": len(b - a - c),
+        "c": len(c - a - b),
+        "ab": len((a & b) - c),
+        "ac": len((a & c) - b),
+        "bc": len((b & c) - a),
+        "abc": len(a & b & c),
+    }
+
+
+def _pairs(retrieved: dict[str, pd.DataFrame], source=None) -> set:
+    tables = retrieved.values() if source is None else [retrieved[source]]
+    return {p for t in tables for p in zip(t.entity1, t.entity2, strict=True)}
+
+
+@pytest.mark.parametrize("reps", [("A", "B"), ("A", "B", "C")])
+def test_relationship_venn_counts(gene_map, reps):
+    adata = gene_map.copy()
+    before = adata_hash(adata)
+    ax = pl.relationship_venn(adata, use_reps=list(reps))
+    assert adata_hash(adata) == before
+    retrieved = [tl.retrieved_relationships(adata, use_rep=r) for r in reps]
+    expected = _region_counts([_pairs(r) for r in retrieved])
+    texts = [t.get_text() for t in ax.texts]
+    bold = [t.get_text() for t in ax.texts if t.get_fontweight() == "bold"]
+    assert sorted(bold) == sorted(f"{n:,}" for n in expected.values())
+    for r, res in zip(reps, retrieved, strict=True):
+        assert f"{r}\n({len(_pairs(res)):,})" in texts
+    assert len([p for p in ax.patches if isinstance(p, Circle)]) == len(reps)
+    # the 2-set diagram: left-only count left of the intersection, right-only to the right
+    if len(reps) == 2:
+        xs = {t.get_text(): t.get_position()[0] for t in ax.texts if t.get_fontweight() == "bold"}
+        assert xs[f"{expected['a']:,}"] < 0 < xs[f"{expected['b']:,}"] or expected["a"] == expected["b"]
+
+
+def test_relationship_venn_from_precomputed_and_one_source(gene_map):
+    adata = gene_map.copy()
+    res = {r: tl.retrieved_relationships(adata, use_rep=r) for r in "AB"}
+    ax = pl.relationship_venn(res, source="CORUM")
+    expected = _region_counts([_pairs(res["A"], "CORUM"), _pairs(res["B"], "CORUM")])
+    assert sorted(t.get_text() for t in ax.texts if t.get_fontweight() == "bold") == sorted(
+        f"{n:,}" for n in expected.values()
+    )
+    assert "CORUM" in ax.get_title()
+    tables = pl.relationship_venn({"A": res["A"]["CORUM"], "B": res["B"]["CORUM"]})
+    assert sorted(t.get_text() for t in tables.texts if t.get_fontweight() == "bold") == sorted(
+        f"{n:,}" for n in expected.values()
+    )
+    with pytest.raises(ValueError, match="2 or 3"):
+        pl.relationship_venn(adata, use_reps=["A", "B", "C", "A"])
+    with pytest.raises(ValueError, match="use_reps"):
+        pl.relationship_venn(adata)
