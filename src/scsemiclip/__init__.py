@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from . import datasets, pp
+from . import datasets, model, pl, pp, tl
 
-__all__ = ["__version__", "datasets", "pp"]
+__all__ = ["__version__", "datasets", "model", "pl", "pp", "tl"]

@@ -111,11 +111,20 @@ def _weighted_cov(z: torch.Tensor, weights: torch.Tensor, *, ddof: int) -> torch
     return cov / (total - ddof).clamp_min(1)[:, None, None]
 
 
-def _safe_scale(var: torch.Tensor) -> torch.Tensor:
-    """Standard deviation with zero (or numerically zero) entries replaced by 1, as scikit-learn does."""
+def _safe_scale(var: torch.Tensor, *, rank_tol: bool = False) -> torch.Tensor:
+    """Standard deviation with zero (or numerically zero) entries replaced by 1, as scikit-learn does.
+
+    With ``rank_tol``, ``var`` holds the variances of a covariance matrix along its eigenvectors, and those below
+    ``10 d eps`` times the largest (the eigensolver's rounding level: the null space of a rank-deficient
+    covariance, e.g. fewer controls than dimensions) count as zero too; otherwise they would be whitened by
+    factors of about ``1e8``.
+    """
     std = var.sqrt()
     eps = 10 * torch.finfo(var.dtype).eps
-    return torch.where(std < eps * torch.clamp_min(std.amax(-1, keepdim=True), 1.0), torch.ones_like(std), std)
+    zero = std < eps * torch.clamp_min(std.amax(-1, keepdim=True), 1.0)
+    if rank_tol:
+        zero |= var <= eps * var.shape[-1] * var.amax(-1, keepdim=True)
+    return torch.where(zero, torch.ones_like(std), std)
 
 
 def _flip_signs(vecs: torch.Tensor) -> torch.Tensor:
@@ -188,7 +197,7 @@ def fit_whitening(
     # input coordinates; the output stays in the rotated basis only for basis="pca".
     axes = torch.where((rotate | (whiten & (basis == "zca")))[:, None, None], rot, eye)
     axis_var = ((cov @ axes) * axes).sum(-2).clamp_min(0)
-    inv_s = torch.where(whiten[:, None], 1.0 / _safe_scale(axis_var), torch.ones_like(axis_var))
+    inv_s = torch.where(whiten[:, None], 1.0 / _safe_scale(axis_var, rank_tol=True), torch.ones_like(axis_var))
     linear = axes * inv_s[:, None, :]
     if basis == "zca":
         linear = linear @ axes.transpose(-1, -2)

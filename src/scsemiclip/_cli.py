@@ -30,56 +30,6 @@ def _read_h5ad(path: str, what: str):
         raise CLIError(f"{what} file {path} is not a readable .h5ad file ({err}).") from err
 
 
-def evaluate_representations(
-    adata,
-    reps: dict[str, str],
-    *,
-    perturbation_key: str = "perturbation",
-    batch_key: str | None = "batch",
-    control_key: str | None = "is_control",
-    output_tvn: bool = True,
-    interpretability: bool = True,
-    max_epochs: int = 30,
-    rng: int = 0,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Recall (and interpretability) of several embeddings of one AnnData, as the paper evaluates them.
-
-    Each embedding is TVN-corrected on the data's controls (when ``output_tvn`` and controls exist), aggregated
-    per perturbation and scored against the five databases; interpretability preservation is computed on the raw
-    embedding. Returns the summary table (one row per embedding) and the per-database recall tables.
-    """
-    import scsemiclip as ssc
-
-    rows, tables = {}, {}
-    for label, rep in reps.items():
-        use = rep
-        if output_tvn and control_key is not None:
-            use = f"{rep}_tvn_eval"
-            ssc.pp.tvn(adata, use_rep=rep, batch_key=batch_key, control_key=control_key, key_added=use)
-        table = ssc.tl.known_relationship_recall(
-            adata,
-            use_rep=use,
-            perturbation_key=perturbation_key,
-            control_key=control_key,
-            key_added=f"recall_{label}",
-        )
-        tables[label] = table
-        row = table["recall"].to_dict()
-        if interpretability and control_key is not None and batch_key is not None:
-            score = ssc.tl.interpretability_preservation(
-                adata,
-                use_rep=rep,
-                batch_key=batch_key,
-                perturbation_key=perturbation_key,
-                control_key=control_key,
-                max_epochs=max_epochs,
-                rng=rng,
-            )
-            row["interpretability"] = float(score["score"])
-        rows[label] = row
-    return pd.DataFrame(rows).T, tables
-
-
 def _print_table(summary: pd.DataFrame) -> None:
     recall_cols = [c for c in summary.columns if c != "interpretability"]
     shown = summary.copy()
@@ -96,6 +46,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     import scsemiclip as ssc
+    from scsemiclip.tl._benchmark import evaluate_representations
 
     start = time.perf_counter()
     data = ssc.datasets.simulate_weakly_paired(rng=args.seed)
@@ -180,6 +131,8 @@ def cmd_apply(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Print the recall (and interpretability) table of embeddings of one .h5ad; optionally plot it."""
+    from scsemiclip.tl._benchmark import evaluate_representations
+
     adata = _read_h5ad(args.adata, "--adata")
     summary, tables = evaluate_representations(
         adata,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pooch
+import requests
 
 ENV_DATA_DIR = "SCSEMICLIP_DATA_DIR"
 
@@ -100,5 +101,11 @@ def fetch(name: str) -> Path:
 
 def fetch_url(url: str, *, fname: str, known_hash: str | None) -> Path:
     """Download ``url`` into :func:`data_dir` as ``fname`` (hash-checked when ``known_hash`` is given)."""
-    path = pooch.retrieve(url, known_hash=known_hash, fname=fname, path=data_dir(), progressbar=False)
+    try:
+        path = pooch.retrieve(url, known_hash=known_hash, fname=fname, path=data_dir(), progressbar=False)
+    except (OSError, requests.exceptions.RequestException) as err:
+        raise OSError(
+            f"Could not download {fname!r} from {url} into {data_dir()} ({type(err).__name__}). Without network, "
+            f"put the file there or point ${ENV_DATA_DIR} at a folder that holds it."
+        ) from err
     return Path(path)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from anndata import AnnData
 from scvi.data.fields import BaseAnnDataField, ObsmField
 
-from scsemiclip._utils import check_obs_keys, get_rep
+from scsemiclip._utils import batch_codes, check_obs_keys, control_mask, get_rep
 
 #: Registry keys of the model's fields.
 STUDENT_KEY = "student"
@@ -43,6 +43,8 @@ class ObsColumnsField(BaseAnnDataField):
         Column names; ``None`` or empty makes the field empty (optional fields such as ``control_key=None``).
     validate
         Called as ``validate(adata, columns)`` after the columns were found; raises on bad content.
+    required
+        Whether the columns must exist when the field is registered (if not, whoever reads them checks).
     """
 
     COLUMNS_KEY = "columns"
@@ -53,11 +55,13 @@ class ObsColumnsField(BaseAnnDataField):
         columns: str | Sequence[str] | None,
         *,
         validate: Callable[[AnnData, list[str]], object] | None = None,
+        required: bool = True,
     ) -> None:
         super().__init__()
         self._registry_key = registry_key
         self.columns = [columns] if isinstance(columns, str) else list(columns or [])
         self._validate = validate
+        self.required = required
 
     @property
     def registry_key(self) -> str:
@@ -76,8 +80,9 @@ class ObsColumnsField(BaseAnnDataField):
         return not self.columns
 
     def validate_field(self, adata: AnnData) -> None:
-        """Check that the columns exist and pass the field's validator."""
-        check_obs_keys(adata, self.columns)
+        """Check that the columns exist (if required) and pass the field's validator."""
+        if self.required:
+            check_obs_keys(adata, self.columns)
         if self._validate is not None:
             self._validate(adata, self.columns)
 
@@ -97,3 +102,13 @@ class ObsColumnsField(BaseAnnDataField):
     def view_state_registry(self, state_registry: dict) -> None:
         """Nothing to show."""
         return None
+
+
+def validate_batch(adata: AnnData, columns: list[str]) -> None:
+    """A batch column has no missing values."""
+    batch_codes(adata, columns[0])
+
+
+def validate_control(adata: AnnData, columns: list[str]) -> None:
+    """A control column is boolean without missing values."""
+    control_mask(adata, columns[0])

@@ -1,15 +1,14 @@
 """Weak pairing of student and teacher samples through shared metadata keys (SPEC §1).
 
-Keys are compared as text of canonical values, so the two sides may store them with different dtypes: numbers
-(int, float, numpy scalars, numeric categories) are written with 7 significant digits (``1``, ``1.0`` and
-``np.float32(1)`` all become ``"1"``; float32 and float64 copies of ``0.1`` agree), booleans as ``"True"`` /
-``"False"``, everything else with ``str``. A number stored as text (``"1"``) is text, and does not match the
-number ``1.0`` (``"1.0"`` vs ``"1"``). Missing values are allowed only in control rows.
+Keys are compared as text of canonical values, so the two sides may store them with different dtypes. A column
+whose values are all numbers (int, float, numpy scalars, numeric categories, or text that parses as a number) is
+numeric: its values are written with 7 significant digits (``1``, ``1.0``, ``"1.0"`` and ``np.float32(1)`` all
+become ``"1"``; float32 and float64 copies of ``0.1`` agree). In any other column booleans become ``"True"`` /
+``"False"`` and everything else ``str(value)``. Missing values are allowed only in control rows.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,12 +19,14 @@ import pandas as pd
 SEP = "\x1f"
 
 
-def _canonical(value: object) -> str:
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, numbers.Real):
-        return f"{float(value):.7g}"
-    return str(value)
+def _canonical(values: np.ndarray) -> list[str]:
+    """Canonical text of the distinct values of one column (see the module docstring)."""
+    if not any(isinstance(v, bool | np.bool_) for v in values):
+        try:
+            return [f"{v:.7g}" for v in pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(float)]
+        except (ValueError, TypeError):
+            pass
+    return [str(bool(v)) if isinstance(v, bool | np.bool_) else str(v) for v in values]
 
 
 def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,7 @@ def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) ->
                 f"columns: {', '.join(map(repr, obs.columns))}."
             )
         codes, uniques = pd.factorize(obs[col].to_numpy(dtype=object), use_na_sentinel=True)
-        canon = np.array([_canonical(v) for v in uniques] + [""], dtype=object)
+        canon = np.array([*_canonical(np.asarray(uniques, dtype=object)), ""], dtype=object)
         missing |= codes < 0
         key = canon[codes] if i == 0 else key + SEP + canon[codes]
     return key, missing
@@ -146,8 +147,8 @@ def weak_pairs(
         raise ValueError(
             f"No weak pairs: none of the {n_student_keys} pairing keys of adata (non-control rows, "
             f"`pair_keys={tuple(pair_keys)!r}`) occurs among the {len(t_index)} keys of the teacher{examples}. "
-            "Keys are compared as text, numbers with 7 significant digits (1 and 1.0 match; the text '1' does "
-            "not match the number 1)."
+            "Keys are compared as text; columns of numbers (or of text that parses as numbers) with 7 significant "
+            "digits (1, 1.0 and '1.0' match)."
         )
     remap = np.full(len(t_index), -1, dtype=np.int64)
     remap[paired] = np.arange(paired.size)

@@ -78,7 +78,11 @@ class SemiClippedModule(BaseModuleClass):
         n_output = objective_cls.output_dim or n_teacher
         self.adapter = mlp(n_input, hidden_dims, n_output)
         self.objective = objective_cls(
-            d_student=n_output, d_teacher=n_teacher, n_classes=n_keys, temperature=temperature, **(objective_kwargs or {})
+            d_student=n_output,
+            d_teacher=n_teacher,
+            n_classes=n_keys,
+            temperature=temperature,
+            **(objective_kwargs or {}),
         )
         if pea_bank_size < 1:
             raise ValueError(f"`pea_bank_size` must be >= 1, got {pea_bank_size}.")
@@ -99,6 +103,11 @@ class SemiClippedModule(BaseModuleClass):
         self.generator: torch.Generator | None = None
 
     # ----------------------------------------------------------------------------------------------- set-up
+    def param_groups(self, lr: float) -> list[dict[str, object]]:
+        """Optimizer parameter groups: the adapter at ``lr``, then the objective's (:meth:`Objective.param_groups`)."""
+        adapter = [p for p in self.adapter.parameters() if p.requires_grad]
+        return [{"params": adapter, "lr": lr}, *self.objective.param_groups(lr)]
+
     def set_teacher(self, teacher: torch.Tensor, counts: torch.Tensor) -> None:
         """Store the frozen teacher, rows grouped by pairing key (``counts[k]`` rows for key ``k``, all > 0)."""
         if teacher.shape[0] != int(counts.sum()) or bool((counts < 1).any()):
@@ -143,7 +152,7 @@ class SemiClippedModule(BaseModuleClass):
             coral_reg=self.coral_reg,
             generator=self.generator,
         )
-        bank.maps = bank.maps.to(dtype=self.student_controls.dtype)
+        bank.maps = bank.maps.to(dtype=torch.float32)
         self.bank = bank
 
     def end_training(self) -> None:
@@ -161,9 +170,13 @@ class SemiClippedModule(BaseModuleClass):
         return {"key": tensors["key"]}
 
     def inference(self, x: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Adapter output ``h``; in training mode with a PEA bank, ``x`` first gets a random correction of its batch."""
+        """Adapter output ``h``; in training mode with a PEA bank, ``x`` first gets a random correction of its batch.
+
+        The correction runs in float32 even under mixed precision (whitening maps have a large dynamic range).
+        """
         if self.training and self.bank is not None:
-            x = self.bank.augment(x, batch, self.generator)
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.bank.augment(x.float(), batch, self.generator)
         return {"h": self.adapter(x)}
 
     def sample(self, key: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,7 @@ class DeviceDataSplitter(LightningDataModule):
         )
 
     def train_dataloader(self) -> PermutationBatches | None:
-        """This rank's minibatches (an iterable of dicts of device tensors; available after :meth:`setup`)."""
+        """Minibatches of this rank (an iterable of dicts of device tensors; available after :meth:`setup`)."""
         return self._batches
 
     def teardown(self, stage: str | None = None) -> None:

@@ -28,7 +28,8 @@ class SemiClippedTrainingPlan(TrainingPlan):
     optimizer
         ``"sgd"`` (the authors': momentum ``momentum``), ``"adamw"`` or ``"adam"`` (``eps`` 1e-8).
     lr
-        Peak learning rate, annealed to ``lr_min`` with a per-step cosine schedule over the whole run.
+        Peak learning rate of the student adapter (the objective's parameters may use multiples of it, see
+        :meth:`~scsemiclip.module.Objective.param_groups`), annealed with a per-step cosine schedule over the run.
     weight_decay
         Weight decay (the authors': 1e-4).
     momentum
@@ -72,22 +73,26 @@ class SemiClippedTrainingPlan(TrainingPlan):
         self.momentum = momentum
         self.seed = seed
 
-    def _make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    def _make_optimizer(self, params: Iterable[dict]) -> torch.optim.Optimizer:
         if self.optimizer_choice == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         cls = torch.optim.AdamW if self.optimizer_choice == "adamw" else torch.optim.Adam
         return cls(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
     def configure_optimizers(self) -> dict:
-        """The optimizer with a per-step cosine annealing schedule over the run."""
-        config = super().configure_optimizers()
+        """The optimizer over the module's parameter groups, with a per-step cosine annealing schedule over the run."""
+        optimizer = self.get_optimizer_creator()(self.module.param_groups(self.lr))
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(config["optimizer"], T_max=total, eta_min=self.lr_min)
-        config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
-        return config
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=self.lr_min)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_train_start(self) -> None:
-        """Put the module in training mode (see :meth:`SemiClippedModule.start_training`) and seed its draws."""
+    def on_fit_start(self) -> None:
+        """Put the module in training mode and seed its draws on the device (:meth:`SemiClippedModule.start_training`).
+
+        This runs after the module was moved to the device and before Lightning's start-of-training checks and
+        ``on_train_start``: scvi-tools leaves a trained or loaded module in eval mode and Lightning keeps the mode
+        it finds, which would silently switch PEA off.
+        """
         self.module.start_training(self.seed + self.global_rank)
 
     def on_train_epoch_start(self) -> None:
@@ -101,7 +106,12 @@ class SemiClippedTrainingPlan(TrainingPlan):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Forward, loss, and epoch-level logging of the loss and the objective's logs."""
         _, _, out = self.forward(batch)
-        kwargs = {"on_step": False, "on_epoch": True, "batch_size": out.n_obs_minibatch, "sync_dist": self.use_sync_dist}
+        kwargs = {
+            "on_step": False,
+            "on_epoch": True,
+            "batch_size": out.n_obs_minibatch,
+            "sync_dist": self.use_sync_dist,
+        }
         self.log("train_loss", out.loss.detach(), prog_bar=True, **kwargs)
         for name, value in out.extra_metrics.items():
             self.log(f"{name}_train", value, **kwargs)

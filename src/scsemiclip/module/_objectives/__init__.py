@@ -1,7 +1,16 @@
 """Training objectives: one file per objective, registered by name in :data:`OBJECTIVES`."""
 
-from . import _clip, _semiclipped  # noqa: F401 (importing registers the objectives)
-from ._base import OBJECTIVES, ContrastiveObjective, Objective, ObjectiveOutput, get_objective, info_nce, register_objective
+# importing the objective files registers them
+from . import _c2kd, _clip, _dcca, _kd, _semiclipped, _shake, _siglip, _vicreg
+from ._base import (
+    OBJECTIVES,
+    ContrastiveObjective,
+    Objective,
+    ObjectiveOutput,
+    get_objective,
+    info_nce,
+    register_objective,
+)
 
 __all__ = [
     "OBJECTIVES",

@@ -5,8 +5,9 @@ student adapter output ``h`` (``B x d``), the frozen teacher embedding ``z`` of 
 (``B x d_T``, after the teacher's fixed correction, never trained) and the pairing-key code of every sample
 (``labels``, ``B``; the class labels of label-based objectives), and returns the loss and a few scalars to log.
 It may own trainable parameters (a teacher adapter, a learnable temperature, classifier heads), which the
-training plan optimises together with the student adapter, and it may pre-train parts of itself on the whole
-teacher set in :meth:`Objective.prepare` (e.g. the teacher classifier of knowledge distillation).
+training plan optimises together with the student adapter (at learning rates relative to the adapter's, see
+:meth:`Objective.param_groups`), and it may pre-train parts of itself on the whole teacher set in
+:meth:`Objective.prepare` (e.g. the teacher classifier of knowledge distillation).
 
 A new objective is one new file in this package with a subclass decorated by :func:`register_objective`,
 imported from ``__init__``; the module looks objectives up by name in :data:`OBJECTIVES`.
@@ -61,8 +62,31 @@ class Objective(nn.Module, abc.ABC):
         self.d_teacher = d_teacher
         self.n_classes = n_classes
         self.temperature = temperature
+        #: Learning rate of some trainable submodules relative to the student adapter's, by attribute name (e.g.
+        #: ``{"teacher_adapter": 1e-7}``, as in the paper's appendix A.2); see :meth:`param_groups`.
+        self.lr_scales: dict[str, float] = {}
 
-    def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027 (optional hook)
+    def param_groups(self, lr: float) -> list[dict[str, object]]:
+        """The objective's trainable parameters as optimizer parameter groups, with :attr:`lr_scales` applied.
+
+        A parameter of the submodule ``self.<name>`` trains at ``lr * lr_scales[name]``, every other one at ``lr``.
+
+        Parameters
+        ----------
+        lr
+            Learning rate of the student adapter.
+
+        Returns
+        -------
+        One ``{"params": [...], "lr": ...}`` dict per learning rate (none without trainable parameters).
+        """
+        groups: dict[float, list[nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                groups.setdefault(lr * self.lr_scales.get(name.split(".")[0], 1.0), []).append(param)
+        return [{"params": params, "lr": group_lr} for group_lr, params in groups.items()]
+
+    def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
         """Hook run at the start of every training run, on the training device; does nothing by default.
 
         Parameters
@@ -146,8 +170,8 @@ def info_nce(
     """
     logits = (F.normalize(h, dim=1) @ F.normalize(z, dim=1).T) * scale
     if labels is not None:
-        same = labels[:, None] == labels[None, :]
-        same.fill_diagonal_(False)
+        eye = torch.eye(h.shape[0], dtype=torch.bool, device=h.device)
+        same = (labels[:, None] == labels[None, :]) & ~eye
         logits = logits.masked_fill(same, float("-inf"))
     target = torch.arange(h.shape[0], device=h.device)
     loss = F.cross_entropy(logits, target)
@@ -189,9 +213,13 @@ class ContrastiveObjective(Objective):
         """The teacher side of the loss (the frozen embedding itself unless a subclass adapts it)."""
         return z
 
+    def scale(self) -> torch.Tensor:
+        """The inverse temperature (0-d; capped at 100 when learned)."""
+        return self.log_scale.exp().clamp(max=100.0)
+
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """InfoNCE loss; logs the top-1 in-batch accuracy (and the temperature when learned)."""
-        scale = self.log_scale.exp().clamp(max=100.0)
+        scale = self.scale()
         loss, top1 = info_nce(
             h,
             self.teacher_embedding(z),

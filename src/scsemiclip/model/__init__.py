@@ -1,0 +1,5 @@
+"""Models (scvi-tools form)."""
+
+from ._semiclipped import SemiClipped
+
+__all__ = ["SemiClipped"]

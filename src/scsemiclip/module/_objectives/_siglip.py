@@ -1,0 +1,91 @@
+"""SigLIP baseline (SPEC §5): pairwise sigmoid loss between the student adapter and a trainable teacher adapter."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import ObjectiveOutput, register_objective
+from ._clip import CLIPObjective
+
+
+def sigmoid_loss(
+    h: torch.Tensor,
+    p: torch.Tensor,
+    *,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss (Zhai et al., ICCV 2023) on L2-normalised vectors.
+
+    ``L = mean_ij softplus(-y_ij (scale <h_i, p_j> - bias))`` with ``y_ij = +1`` for ``i == j`` and ``-1``
+    otherwise (``softplus(-x) = -log sigmoid(x)``; SigLIP writes ``+ b`` with ``b = -bias``).
+
+    Parameters
+    ----------
+    h, p
+        ``(B, d)`` the two sides, row ``i`` of each forming the positive pair.
+    scale
+        Inverse temperature ``t`` (0-d tensor).
+    bias
+        Bias ``b`` (0-d tensor).
+    labels
+        ``(B,)`` pairing-key codes; if given, the pairs ``i != j`` with ``labels[i] == labels[j]`` (false
+        negatives) are left out of the mean.
+
+    Returns
+    -------
+    The loss (0-d).
+    """
+    logits = scale * (F.normalize(h, dim=1) @ F.normalize(p, dim=1).T) - bias
+    eye = torch.eye(h.shape[0], dtype=torch.bool, device=h.device)
+    pair_loss = F.softplus(torch.where(eye, -logits, logits))
+    if labels is None:
+        return pair_loss.mean()
+    keep = eye | (labels[:, None] != labels[None, :])
+    return pair_loss[keep].mean()
+
+
+@register_objective("siglip")
+class SigLIPObjective(CLIPObjective):
+    """Sigmoid loss between ``f_S(z_S)`` and a teacher adapter ``f_T(z_T)`` (Zhai et al., 2023).
+
+    The inverse temperature ``t = 1 / temperature`` (10 at the default 0.1, SigLIP's initial value) is fixed, or
+    learned as ``log t`` with ``learn_temperature=True``; the bias ``b`` is learned from 0 (SPEC §5; SigLIP starts
+    from -10 in its sign convention). Pairs sharing a pairing key off the diagonal can be left out of the loss
+    (``mask_same_key=True``).
+
+    Parameters
+    ----------
+    teacher_lr_scale
+        Learning rate of the teacher adapter relative to the student adapter's (paper appendix A.2: 1e-8 vs 0.1,
+        i.e. practically frozen at its random initialisation).
+    **kwargs
+        ``teacher_hidden_dims`` (see :class:`~._clip.CLIPObjective`), ``learn_temperature``, ``mask_same_key`` and
+        the common arguments of :class:`~scsemiclip.module.Objective`; ``symmetric`` does not apply (the loss is
+        symmetric).
+    """
+
+    def __init__(self, *, teacher_lr_scale: float = 1e-7, **kwargs) -> None:
+        if kwargs.pop("symmetric", False):
+            raise ValueError("`symmetric` does not apply to 'siglip': the sigmoid loss is symmetric already.")
+        super().__init__(**kwargs)
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.lr_scales["teacher_adapter"] = teacher_lr_scale
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
+        """Sigmoid loss; logs the bias (and the temperature when learned)."""
+        scale = self.scale()
+        loss = sigmoid_loss(
+            h,
+            self.teacher_embedding(z),
+            scale=scale,
+            bias=self.bias,
+            labels=labels if self.mask_same_key else None,
+        )
+        logs = {"bias": self.bias.detach()}
+        if self.learn_temperature:
+            logs["temperature"] = 1.0 / scale.detach()
+        return ObjectiveOutput(loss, logs)

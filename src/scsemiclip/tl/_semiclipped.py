@@ -1,0 +1,298 @@
+"""Training and applying Semi-Clipped from AnnData / MuData (the scanpy-style entry points of the model)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+
+from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, version_info
+from scsemiclip.model import SemiClipped
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+
+def _storable(value: object) -> object:
+    """``value`` with ``None`` as ``""`` and tuples as lists, recursively (what h5ad can write)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_storable(v) for v in value]
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    return value
+
+
+def _modalities(
+    adata: ad.AnnData | MuData, teacher: ad.AnnData | None, *, student_mod: str, teacher_mod: str
+) -> tuple[ad.AnnData, ad.AnnData]:
+    """The student and teacher AnnData from two AnnData or one MuData."""
+    if isinstance(adata, ad.AnnData):
+        if teacher is None:
+            raise ValueError(
+                "`teacher` is required when `adata` is an AnnData (or pass a MuData with modalities "
+                f"{student_mod!r} and {teacher_mod!r})."
+            )
+        return adata, teacher
+    mods = getattr(adata, "mod", None)
+    if mods is None:
+        raise TypeError(f"`adata` must be an AnnData or a MuData, got {type(adata).__name__}.")
+    if teacher is not None:
+        raise ValueError("Pass either a MuData holding both modalities or a student AnnData and `teacher`, not both.")
+    for mod in (student_mod, teacher_mod):
+        if mod not in mods:
+            raise KeyError(f"The MuData has no modality {mod!r} (modalities: {', '.join(map(repr, mods))}).")
+    return mods[student_mod], mods[teacher_mod]
+
+
+def fit_semiclipped(
+    adata: ad.AnnData | MuData,
+    teacher: ad.AnnData | None = None,
+    *,
+    student_rep: str = "X_scVI",
+    teacher_rep: str = "X_phenom",
+    pair_keys: str | Sequence[str] = ("perturbation",),
+    batch_key: str | None = "batch",
+    control_key: str | None = "is_control",
+    teacher_batch_key: str | None = None,
+    teacher_control_key: str | None = None,
+    teacher_tvn: bool = True,
+    objective: str = "semiclipped",
+    pea: bool = True,
+    inference_tvn: bool | None = None,
+    p_drop: float = 0.5,
+    min_control_fraction: float = 0.25,
+    pea_bank_size: int = 16,
+    max_epochs: int = 150,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    optimizer: str = "sgd",
+    temperature: float = 0.1,
+    hidden_dims: Sequence[int] = (512, 1024),
+    objective_kwargs: dict | None = None,
+    accelerator: str = "auto",
+    devices: int | list[int] | str = "auto",
+    rng: RNGLike = 0,
+    key_added: str = "X_semiclipped",
+    student_mod: str = "rna",
+    teacher_mod: str = "image",
+    **train_kwargs: object,
+) -> SemiClipped:
+    """Distil a frozen teacher embedding (microscopy) into the student (transcriptomics) with Semi-Clipped and PEA.
+
+    Trains :class:`~scsemiclip.model.SemiClipped` on the weak pairs of the two datasets (samples sharing the
+    values of ``pair_keys``; controls never pair) and embeds every student row with the trained adapter.
+
+    Parameters
+    ----------
+    adata
+        Student AnnData (with ``teacher``), or a MuData with modalities ``student_mod`` and ``teacher_mod``.
+    teacher
+        Teacher AnnData, when ``adata`` is an AnnData.
+    student_rep
+        Key of the frozen student embedding in ``obsm``.
+    teacher_rep
+        Key of the frozen teacher embedding in the teacher's ``obsm``.
+    pair_keys
+        ``obs`` column(s) present on both sides whose values pair samples (e.g. perturbation, dose, cell line).
+        Values are compared as text of canonical values: a column of numbers (or of text that parses as numbers)
+        with 7 significant digits (a dose of ``1`` matches ``1.0`` and ``"1.0"``), other values with ``str``.
+    batch_key
+        Batch column of the student (PEA and CORAL are per batch); ``None``: one batch.
+    control_key
+        Boolean control column of the student; ``None`` if it has no controls (no input TVN; then ``pea`` must be
+        False).
+    teacher_batch_key, teacher_control_key
+        The teacher's columns; ``None``: the student's ``batch_key`` / ``control_key``.
+    teacher_tvn
+        Correct the teacher once with TVN on its own controls (basis-preserving, per-batch CORAL); ``False``: use it
+        as given (e.g. gene-level profiles).
+    objective
+        ``"semiclipped"`` or ``"clip"`` (see :data:`scsemiclip.module.OBJECTIVES`).
+    pea
+        Perturbation Embedding Augmentation during training.
+    inference_tvn
+        TVN on the data's own controls before the adapter (``None``: when the student has controls).
+    p_drop, min_control_fraction, pea_bank_size
+        PEA step dropout, smallest control fraction and corrections per batch and epoch (see
+        :class:`~scsemiclip.model.SemiClipped` for the ablation of the paper's Table 2).
+    max_epochs
+        Training epochs.
+    batch_size
+        Minibatch size per device (in-batch negatives).
+    lr
+        Peak learning rate (cosine schedule).
+    optimizer
+        ``"sgd"`` (momentum 0.95, weight decay 1e-4, the authors'), ``"adamw"`` or ``"adam"``.
+    temperature
+        InfoNCE temperature.
+    hidden_dims
+        Hidden layers of the adapter.
+    objective_kwargs
+        Options of the objective (``symmetric``, ``learn_temperature``, ``mask_same_key``; ``teacher_hidden_dims``
+        for CLIP).
+    accelerator, devices
+        Lightning accelerator and devices.
+    rng
+        Seed or generator (initialisation, minibatches, partners, PEA); results are deterministic on CPU.
+    key_added
+        Key of the result in ``obsm`` and ``uns``.
+    student_mod, teacher_mod
+        Modality names in a MuData.
+    **train_kwargs
+        Passed to :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>` (``strategy``, ``plan_kwargs``,
+        Lightning trainer options such as ``enable_progress_bar=False``); ``plan_kwargs`` entries override
+        ``lr`` / ``optimizer``.
+
+    Returns
+    -------
+    The trained model; writes into the student AnnData (for a MuData: ``adata.mod[student_mod]``)
+
+    ``obsm[key_added]``
+        ``f_S(TVN(z_S))`` for every row, controls included (float32, teacher dimension).
+    ``uns[key_added]``
+        ``params`` (the arguments), ``final_losses`` (last epoch's value of each logged training metric),
+        ``pair_counts`` (see :class:`~scsemiclip.model.SemiClipped`: trained, control and unpaired samples and
+        keys on both sides) and ``version``.
+
+    Nothing else of either input is modified (the model is set up on a light copy holding ``obs`` and the
+    embedding).
+    """
+    student, teacher_ad = _modalities(adata, teacher, student_mod=student_mod, teacher_mod=teacher_mod)
+    key = default_key(student_rep, "semiclipped", key_added)
+    timer = Timer(f"fitting Semi-Clipped on obsm[{student_rep!r}] with teacher obsm[{teacher_rep!r}]")
+    light = ad.AnnData(obs=student.obs.copy())
+    light.obsm[student_rep] = get_rep(student, student_rep)
+    SemiClipped.setup_anndata(
+        light, student_rep=student_rep, pair_keys=pair_keys, batch_key=batch_key, control_key=control_key
+    )
+    model = SemiClipped(
+        light,
+        teacher_ad,
+        teacher_rep=teacher_rep,
+        teacher_batch_key=teacher_batch_key,
+        teacher_control_key=teacher_control_key,
+        teacher_tvn=teacher_tvn,
+        objective=objective,
+        hidden_dims=hidden_dims,
+        temperature=temperature,
+        objective_kwargs=objective_kwargs,
+        pea=pea,
+        inference_tvn=inference_tvn,
+        p_drop=p_drop,
+        min_control_fraction=min_control_fraction,
+        pea_bank_size=pea_bank_size,
+        rng=rng,
+    )
+    plan_kwargs = {"lr": lr, "optimizer": optimizer, **dict(train_kwargs.pop("plan_kwargs", None) or {})}
+    model.train(
+        max_epochs,
+        batch_size=batch_size,
+        accelerator=accelerator,
+        devices=devices,
+        plan_kwargs=plan_kwargs,
+        **train_kwargs,
+    )
+    student.obsm[key] = model.get_latent_representation()
+    history = model.history or {}
+    params = {
+        "student_rep": student_rep,
+        "teacher_rep": teacher_rep,
+        "pair_keys": [pair_keys] if isinstance(pair_keys, str) else list(pair_keys),
+        "batch_key": batch_key,
+        "control_key": control_key,
+        "teacher_batch_key": batch_key if teacher_batch_key is None else teacher_batch_key,
+        "teacher_control_key": control_key if teacher_control_key is None else teacher_control_key,
+        "teacher_tvn": teacher_tvn,
+        "objective": objective,
+        "objective_kwargs": dict(objective_kwargs or {}),
+        "pea": pea,
+        "inference_tvn": model.inference_tvn,
+        "p_drop": p_drop,
+        "min_control_fraction": min_control_fraction,
+        "pea_bank_size": pea_bank_size,
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "temperature": temperature,
+        "hidden_dims": list(hidden_dims),
+        "plan_kwargs": plan_kwargs,
+        "rng": rng if isinstance(rng, int | np.integer) else None,
+    }
+    student.uns[key] = _storable(
+        {
+            "params": params,
+            "final_losses": {name: float(df.iloc[-1, 0]) for name, df in history.items() if len(df)},
+            "pair_counts": model.pair_counts_,
+            "version": version_info(),
+        }
+    )
+    timer.done(f"added obsm[{key!r}], uns[{key!r}]")
+    return model
+
+
+def apply_semiclipped(
+    adata: ad.AnnData,
+    model: SemiClipped,
+    *,
+    student_rep: str | None = None,
+    batch_key: str | None = "batch",
+    control_key: str | None = "is_control",
+    key_added: str = "X_semiclipped",
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Embed new (e.g. out-of-distribution) data with a trained Semi-Clipped adapter.
+
+    The student embedding is TVN-corrected on the new data's own controls (basis-preserving, per-batch CORAL; if
+    the model uses input TVN), then passed through the adapter.
+
+    Parameters
+    ----------
+    adata
+        Data with the same kind of student embedding (same encoder, same dimension) as the training data.
+    model
+        A trained (or loaded) :class:`~scsemiclip.model.SemiClipped`.
+    student_rep
+        Key of the student embedding in ``adata.obsm``; ``None``: the model's.
+    batch_key
+        Batch column for the per-batch CORAL step; ``None``: one batch.
+    control_key
+        Boolean control column (at least 2 controls per batch); only read when the model uses input TVN.
+    key_added
+        Key of the result in ``obsm`` and ``uns``.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or a modified copy if ``copy=True``; writes
+
+    ``obsm[key_added]``
+        The adapter output for every row, controls included (float32, teacher dimension).
+    ``uns[key_added]``
+        ``params`` (the arguments and the model's ``inference_tvn`` and objective) and ``version``.
+    """
+    if not isinstance(model, SemiClipped):
+        raise TypeError(f"`model` must be a trained scsemiclip.model.SemiClipped, got {type(model).__name__}.")
+    model._check_if_trained(warn=True)
+    rep = model.student_rep if student_rep is None else student_rep
+    key = default_key(rep, "semiclipped", key_added)
+    timer = Timer(f"applying Semi-Clipped to obsm[{rep!r}]")
+    x = model._model_input(adata, student_rep=rep, batch_key=batch_key, control_key=control_key)
+    out = model._adapt(x, batch_size=16384)
+    target = adata.copy() if copy else adata
+    target.obsm[key] = out
+    params = {
+        "student_rep": rep,
+        "batch_key": batch_key,
+        "control_key": control_key,
+        "inference_tvn": model.inference_tvn,
+        "objective": model.init_params_["non_kwargs"]["objective"],
+    }
+    target.uns[key] = _storable({"params": params, "version": version_info()})
+    timer.done(f"added obsm[{key!r}], uns[{key!r}]")
+    return target if copy else None
