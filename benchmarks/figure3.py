@@ -96,7 +96,8 @@ def main() -> None:
     means = {p: stats.loc[p]["mean"] for p in grids}
     body = f"""
 Semi-Clipped {"without" if args.no_pea else "with"} PEA on the simulated screen
-(`datasets.simulate_weakly_paired(rng={args.sim_seed}, n_controls={args.n_controls})`), {args.optimizer};
+(`datasets.simulate_weakly_paired(rng={args.sim_seed}, n_controls={args.n_controls})`), {args.optimizer} with
+gradient-norm clipping at {args.clip or "none"};
 known-relationship recall (%, two-sided 5 %, mean of the databases, after TVN on the output) on the simulated
 out-of-distribution knockout screen, mean ± std over seeds {args.seeds}. One parameter varies at a time; the others
 stay at the base setting: learning rate {args.lr}, temperature {args.temperature}, batch size {args.batch_size},

@@ -82,7 +82,8 @@ def main() -> None:
 Known-relationship recall (% of the known relationships retrieved, two-sided 5 %, mean of the databases, after TVN
 on the adapter output) on the simulated out-of-distribution knockout screen
 (`datasets.simulate_weakly_paired(rng={args.sim_seed}, n_controls={args.n_controls})`), mean ± std over seeds {args.seeds}; {args.epochs} epochs,
-batch size {args.batch_size}, {args.optimizer} with learning rate {args.lr} for every method. Rows are cumulative.
+batch size {args.batch_size}, {args.optimizer} with learning rate {args.lr} and gradient-norm clipping at
+{args.clip or "none"} for every method. Rows are cumulative.
 
 {chr(10).join(lines)}
 

@@ -13,6 +13,14 @@ from scsemiclip.datasets import simulate_weakly_paired
 OBS_COLUMNS = ["batch", "perturbation", "perturbation_type", "dose", "is_control", "targets", "replicate"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sim(shared_data) -> dict:
     return simulate_weakly_paired(rng=0)
@@ -160,10 +168,7 @@ def test_nonlinear_regression_on_compounds_transfers_to_ood(sim):
     x = torch.tensor(_zca(student, "X_emb")[treated], dtype=torch.float32)
     y = torch.tensor(means.loc[cond(student)[treated]].to_numpy(), dtype=torch.float32)
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(),
-        torch.nn.Linear(128, y.shape[1]),
-    )  # fmt: skip
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, y.shape[1]))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(300):
         opt.zero_grad()
@@ -173,4 +178,4 @@ def test_nonlinear_regression_on_compounds_transfers_to_ood(sim):
     out = ood.copy()
     with torch.no_grad():
         out.obsm["X_mlp"] = net(torch.tensor(_zca(ood, "X_emb"), dtype=torch.float32)).double().numpy()
-    assert _ood_recall(out, "X_mlp") > _ood_recall(ood, "X_emb") + 0.06
+    assert _ood_recall(out, "X_mlp") > _ood_recall(ood, "X_emb") + 0.08

@@ -114,9 +114,9 @@ def replogle_deg_ranks(
 
 
 def replogle_2022(
+    *,
     kind: Literal["bulk", "singlecell"] = "bulk",
     cell_line: Literal["rpe1", "k562"] = "rpe1",
-    *,
     url: str | None = None,
     control_label: str = "non-targeting",
 ) -> ad.AnnData:

@@ -40,9 +40,8 @@ def evaluate_representations(
     interpretability: bool = True,
     layer: str | None = None,
     sources: SourcesLike = SOURCES,
-    max_epochs: int = 30,
-    accelerator: str = "auto",
     rng: int = 0,
+    **interpretability_kwargs: object,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Recall (and interpretability) of several embeddings of one AnnData, as the paper evaluates them.
 
@@ -68,12 +67,11 @@ def evaluate_representations(
         Layer with the expression counts; ``None``: ``adata.X``.
     sources
         Relationship databases, see :func:`~scsemiclip.tl.known_relationship_recall`.
-    max_epochs
-        Epochs of the interpretability decoder.
-    accelerator
-        Device of the interpretability decoder.
     rng
         Seed of the interpretability split and decoder.
+    **interpretability_kwargs
+        Decoder settings of :func:`~scsemiclip.tl.interpretability_preservation` (``max_epochs``, ``batch_size``,
+        ``lr``, ``accelerator``, ...).
 
     Returns
     -------
@@ -105,9 +103,8 @@ def evaluate_representations(
                 batch_key=batch_key,
                 perturbation_key=perturbation_key,
                 control_key=control_key,
-                max_epochs=max_epochs,
-                accelerator=accelerator,
                 rng=rng,
+                **interpretability_kwargs,
             )
             row["interpretability"] = float(score["score"])
         rows[label] = row
@@ -167,7 +164,7 @@ def benchmark(
     max_epochs: int = 150,
     output_tvn: bool = True,
     interpretability: bool = True,
-    interpretability_epochs: int = 30,
+    interpretability_kwargs: Mapping[str, object] | None = None,
     layer: str | None = None,
     sources: SourcesLike = SOURCES,
     method_kwargs: Mapping[str, Mapping[str, object]] | None = None,
@@ -217,8 +214,11 @@ def benchmark(
         TVN-correct the outputs before the recall (the paper's evaluation); the recall without it is reported too.
     interpretability
         Score interpretability preservation (needs controls, batches and expression counts in every set).
-    interpretability_epochs
-        Epochs of the interpretability decoder.
+    interpretability_kwargs
+        Decoder settings of :func:`~scsemiclip.tl.interpretability_preservation` (``max_epochs``, ``batch_size``,
+        ``lr``, ...; the defaults follow Tx-Evaluation, whose 512-sample minibatches leave a decoder on a few
+        thousand samples with a handful of steps: give small data more, e.g. ``batch_size=32``, ``lr=1e-3``,
+        ``max_epochs=100``).
     layer
         Layer of the evaluation sets with the counts; ``None``: ``X``.
     sources
@@ -227,7 +227,7 @@ def benchmark(
         Method -> keyword arguments of :func:`~scsemiclip.tl.fit_semiclipped` for that method only (e.g. the
         paper's per-method learning rates and epochs, ``objective_kwargs``); they override ``fit_kwargs``.
     accelerator
-        Lightning accelerator of the training and of the interpretability decoder.
+        Lightning accelerator of the training and (unless ``interpretability_kwargs`` sets it) of the decoder.
     **fit_kwargs
         Further keyword arguments of :func:`~scsemiclip.tl.fit_semiclipped` for every method (``batch_size``,
         ``lr``, ``optimizer``, ``hidden_dims``, ``teacher_tvn``, ``enable_progress_bar``, ...).
@@ -270,6 +270,8 @@ def benchmark(
         f"{len(evaluation)} set(s)"
     )
 
+    decoder = {"accelerator": accelerator, **dict(interpretability_kwargs or {})}
+
     def evaluate(data: ad.AnnData, rep: str, seed: int) -> dict[str, float]:
         keys = {"perturbation_key": perturbation_key, "batch_key": batch_key, "control_key": control_key}
         summary, _ = evaluate_representations(
@@ -279,10 +281,9 @@ def benchmark(
             interpretability=scored,
             layer=layer,
             sources=sources,
-            max_epochs=interpretability_epochs,
-            accelerator=accelerator,
             rng=seed,
             **keys,
+            **decoder,
         )
         row = {f"recall_{k}": float(v) for k, v in summary.loc["eval"].items() if k != "interpretability"}
         raw = row["recall_mean"]
