@@ -45,7 +45,9 @@ def test_at_most_one_positional_parameter(name):
     params = list(inspect.signature(FUNCTIONS[name]).parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     allowed = 2 if name in TWO_POSITIONAL else 1
-    assert len(positional) <= allowed, f"{name}: only the data argument may be positional, got {[p.name for p in positional]}"
+    assert len(positional) <= allowed, (
+        f"{name}: only the data argument may be positional, got {[p.name for p in positional]}"
+    )
     if name in TWO_POSITIONAL:
         assert positional[1].name == TWO_POSITIONAL[name], name
     assert not any(p.kind is p.VAR_POSITIONAL for p in params), name

@@ -20,6 +20,8 @@ _MIN_SOURCES = 4
 _TEACHER_BATCH_FACTOR = 0.1
 #: Dose range in micromolar (log-spaced, highest first when there is one dose).
 _DOSE_RANGE = (10.0, 0.1)
+#: Scale of the loadings of the student embedding on log expression (times 1 / sqrt(n_student_dims)).
+_LOADING_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def simulate_weakly_paired(
     n_student_dims: int = 32,
     n_nuisance: int = 8,
     n_teacher_dims: int = 16,
-    n_panel_genes: int = 300,
+    n_panel_genes: int = 500,
     edge_fraction: float = 0.5,
     smoothing_steps: int = 3,
     saturation: float = 2.0,
@@ -210,7 +212,7 @@ def simulate_weakly_paired(
     off_target: float = 0.1,
     batch_shift: float = 3.0,
     batch_scale: float = 0.1,
-    library_size: float = 5000.0,
+    library_size: float = 20000.0,
     dispersion: float = 10.0,
     rng: RNGLike = 0,
 ) -> dict[str, ad.AnnData]:
@@ -397,6 +399,8 @@ def simulate_weakly_paired(
             f"`n_nuisance={n_nuisance}` must be smaller than `n_student_dims={n_student_dims}` (the rest carries biology)."
         )
     gen = resolve_rng(rng)
+    # the expression panel and the counts draw from their own stream, so that they leave the embeddings unchanged
+    count_gen = np.random.default_rng(gen.integers(2**63))
 
     genes, programs, symbols = _gene_programs(
         gen, n_genes=n_genes, n_latent=n_latent, edge_fraction=edge_fraction, smoothing_steps=smoothing_steps
@@ -410,15 +414,15 @@ def simulate_weakly_paired(
         stress_axis=axis / np.linalg.norm(axis),
         rotation=_orthogonal(gen, n_student_dims, n_student_dims),
         teacher_map=_orthogonal(gen, n_latent, n_teacher_dims),
-        loadings=gen.normal(scale=0.5 / np.sqrt(n_student_dims), size=(n_student_dims, n_panel_genes)),
-        log_abundance=gen.normal(size=n_panel_genes),
+        loadings=count_gen.normal(scale=_LOADING_SCALE / np.sqrt(n_student_dims), size=(n_student_dims, n_panel_genes)),
+        log_abundance=count_gen.normal(size=n_panel_genes),
         bio_noise=bio_noise,
         student_noise=student_noise,
         teacher_noise=teacher_noise,
         nuisance_scale=nuisance_scale,
         off_target=off_target,
     )
-    panel = pd.Index(np.sort(gen.choice(symbols, n_panel_genes, replace=False)))
+    panel = pd.Index(np.sort(count_gen.choice(symbols, n_panel_genes, replace=False)))
 
     # compound screen conditions: compound x dose, compound-major
     targets, directions = [], np.empty((n_compounds, n_latent))
@@ -479,7 +483,9 @@ def simulate_weakly_paired(
             adata = ad.AnnData(obs=obs)
             adata.obsm["X_phenom"] = x
         else:
-            adata = ad.AnnData(X=assay.counts(gen, x, library_size, dispersion), obs=obs, var=pd.DataFrame(index=panel))
+            adata = ad.AnnData(
+                X=assay.counts(count_gen, x, library_size, dispersion), obs=obs, var=pd.DataFrame(index=panel)
+            )
             adata.obsm["X_emb"] = x
         adata.obsm["X_latent"] = h
         adata.uns["simulate_weakly_paired"] = {
