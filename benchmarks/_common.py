@@ -7,6 +7,7 @@ import datetime
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -146,8 +147,29 @@ def environment() -> str:
     return (
         f"Device: {cpu}, {os.cpu_count()} logical cores ({torch.get_num_threads()} torch threads), {gpu}. "
         f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-        f"scsemiclip {scsemiclip.__version__}."
+        f"scsemiclip {scsemiclip.__version__} ({_SOURCE_AT_START}"
+        + ("" if _source_version() == _SOURCE_AT_START else "; the sources changed during the run")
+        + ")."
     )
+
+
+def _source_version() -> str:
+    """The repository commit of the run, with a note when the working tree differs from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
+    return f"commit {commit}" + (", with uncommitted changes in src/" if dirty else "")
 
 
 def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
@@ -162,3 +184,7 @@ def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"Wrote {path}.")
+
+
+#: The source version when the script started (the data and the models are made from it).
+_SOURCE_AT_START = _source_version()

@@ -80,14 +80,14 @@ def test_counts(sim):
     for name in ("student", "ood"):
         x = sim[name].X
         assert x.dtype == np.float32 and (x >= 0).all() and np.array_equal(x, np.round(x))
-        assert sim[name].n_vars == 300 and sim[name].var_names.is_unique
+        assert sim[name].n_vars == 500 and sim[name].var_names.is_unique
     assert sim["student"].var_names.equals(sim["ood"].var_names)
-    # the counts follow the embedding: PCA of log counts is strongly correlated with obsm["X_emb"]
+    # the counts follow the embedding: log expression is largely a linear function of obsm["X_emb"]
     logx = np.log1p(sim["student"].X / sim["student"].X.sum(1, keepdims=True) * 1e4)
     emb = sim["student"].obsm["X_emb"]
     coef, *_ = np.linalg.lstsq(np.c_[emb, np.ones(len(emb))], logx, rcond=None)
     resid = logx - np.c_[emb, np.ones(len(emb))] @ coef
-    assert 1 - resid.var() / logx.var() > 0.3
+    assert 1 - resid.var() / logx.var() > 0.8
 
 
 def test_weak_pairs(sim):
@@ -178,4 +178,4 @@ def test_nonlinear_regression_on_compounds_transfers_to_ood(sim):
     out = ood.copy()
     with torch.no_grad():
         out.obsm["X_mlp"] = net(torch.tensor(_zca(ood, "X_emb"), dtype=torch.float32)).double().numpy()
-    assert _ood_recall(out, "X_mlp") > _ood_recall(ood, "X_emb") + 0.08
+    assert _ood_recall(out, "X_mlp") > _ood_recall(ood, "X_emb") + 0.07

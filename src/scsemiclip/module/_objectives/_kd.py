@@ -46,7 +46,8 @@ def fit_classifier(
 
     Used by :meth:`~scsemiclip.module.Objective.prepare` for the unimodal pre-training of teacher classifiers;
     runs with gradients enabled whatever the context and restores the parameters' ``requires_grad`` flags.
-    Minibatches of ``batch_size`` rows are drawn with a fixed seed (the whole set when it is smaller).
+    Each step uses ``batch_size`` rows drawn with replacement with a fixed seed, or every row when there are no
+    more than ``batch_size``.
 
     Parameters
     ----------
@@ -75,7 +76,11 @@ def fit_classifier(
             p.requires_grad_(requires_grad=True)
         optimizer = torch.optim.AdamW(params, lr=lr)
         for _ in range(steps):
-            rows = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), generator=generator, device=x.device)
+            rows = (
+                torch.randint(x.shape[0], (batch_size,), generator=generator, device=x.device)
+                if x.shape[0] > batch_size
+                else slice(None)
+            )
             optimizer.zero_grad()
             F.cross_entropy(net(x[rows]), y[rows]).backward()
             optimizer.step()
