@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 matplotlib.use("Agg")
 
@@ -149,3 +150,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def _single_torch_thread():
+    """Tiny tensors: one intra-op thread is faster and avoids OpenMP spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+one_thread = pytest.fixture(name="one_thread")(_single_torch_thread)
+one_thread_per_module = pytest.fixture(scope="module", name="one_thread_per_module")(_single_torch_thread)

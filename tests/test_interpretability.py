@@ -6,7 +6,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import adata_hash
 from scipy import sparse
 from scipy.stats import spearmanr
@@ -41,13 +40,7 @@ def expression_adata(*, n_batches=6, n_perts=60, reps=4, n_ctrl=8, n_genes=100, 
     return adata
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The decoders here are tiny: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

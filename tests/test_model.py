@@ -17,13 +17,7 @@ from scsemiclip.train import DeviceDataSplitter, PermutationBatches
 FAST = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a single intra-op thread is faster and avoids oversubscribed CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import anndata as ad
 import mudata as md
 import numpy as np
 import pytest
-import torch
 from conftest import adata_hash, make_weakly_paired
 
 import scsemiclip as ssc
@@ -22,12 +21,7 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -13,12 +13,7 @@ from scsemiclip.datasets import simulate_weakly_paired
 OBS_COLUMNS = ["batch", "perturbation", "perturbation_type", "dose", "is_control", "targets", "replicate"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
