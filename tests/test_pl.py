@@ -97,6 +97,13 @@ def test_recall_thresholds_curves(gene_map):
     assert adata_hash(adata) == before and "known_relationship_recall_curve" not in adata.uns
     with pytest.raises(ValueError, match="source='GO'"):
         pl.recall_thresholds(adata, use_reps="A", source="GO")
+    named = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds, labels=["scVI", "PCA"])
+    assert [line.get_label() for line in named.get_lines()] == ["scVI", "PCA", "random"]
+    mapped = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds, labels={"C": "PCA"})
+    assert [line.get_label() for line in mapped.get_lines()] == ["A", "PCA", "random"]
+    np.testing.assert_array_equal(named.get_lines()[1].get_ydata(), lines["C"].get_ydata())
+    with pytest.raises(ValueError, match="`labels` needs one name per key"):
+        pl.recall_thresholds(adata, use_reps=["A", "C"], labels=["only one"])
 
 
 def _region_counts(sets: list[set]) -> dict[str, int]:

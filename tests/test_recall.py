@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import adata_hash
+from scipy.linalg import lapack
 from sklearn.metrics.pairwise import cosine_similarity
 
 from scsemiclip import pp, tl
 from scsemiclip.datasets import SOURCES, corum_clusters, relationships
-from scsemiclip.tl._recall import upper_triangle_cosines
+from scsemiclip.tl._recall import packed_cosines, packed_position
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2)
 
@@ -189,14 +190,28 @@ def test_errors(gene_adata):
         tl.known_relationship_recall(adata, use_rep="X_emb", perturbation_key=None)
 
 
-def test_upper_triangle_cosines_match_sklearn():
-    x = np.random.default_rng(1).normal(size=(60, 7))
+@pytest.mark.parametrize("n", [60, 61])
+def test_packed_cosines_match_sklearn(n):
+    x = np.random.default_rng(1).normal(size=(n, 7))
     x[4] = 0.0
     ref = cosine_similarity(x)
-    got = upper_triangle_cosines(x)
-    assert got.size == 60 * 59 // 2
-    a, b = np.triu_indices(60, k=1)
-    np.testing.assert_allclose(got[b * (b - 1) // 2 + a], ref[a, b], rtol=0, atol=1e-15)
+    got = packed_cosines(x)
+    assert got.size == n * (n + 1) // 2
+    a, b = np.triu_indices(n, k=1)
+    pos = packed_position(a, b, n)
+    np.testing.assert_allclose(got[pos], ref[a, b], rtol=0, atol=1e-15)
+    diagonal = packed_position(np.arange(n), np.arange(n), n)
+    assert np.isposinf(got[diagonal]).all()
+    assert np.unique(np.concatenate([pos, diagonal])).size == got.size  # every slot used exactly once
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 11])
+def test_packed_position_matches_lapack(n):
+    full = np.arange(n * n, dtype=np.float64).reshape(n, n, order="F")
+    packed, info = lapack.dtrttf(full, transr="N", uplo="U")
+    assert info == 0
+    a, b = np.triu_indices(n)
+    np.testing.assert_array_equal(packed[packed_position(a, b, n)], full[a, b])
 
 
 def test_random_baselines_recall_about_ten_percent(shared_data):

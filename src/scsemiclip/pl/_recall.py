@@ -107,6 +107,7 @@ def recall_thresholds(
     perturbation_key: str | None = "perturbation",
     control_key: str | None = "is_control",
     sources: SourcesLike = SOURCES,
+    labels: Sequence[str] | Mapping[str, str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Known-relationship recall against the threshold, one curve per embedding (``adata`` is not modified).
@@ -123,17 +124,27 @@ def recall_thresholds(
         Which curve: a database name (one of ``sources``) or ``"mean"``.
     perturbation_key, control_key, sources
         As in :func:`scsemiclip.tl.known_relationship_recall`.
+    labels
+        Legend names: one per key of ``use_reps`` (in order), or a mapping from key to name (keys it lacks keep
+        their own name); the keys by default.
     ax
         Axes to draw into; a new figure by default.
 
     Returns
     -------
-    The Axes, with one line per embedding (label = its key) and the random expectation ``2 * threshold``.
+    The Axes, with one line per embedding (labelled by ``labels``) and the random expectation ``2 * threshold``.
     """
+    reps = _reps(use_reps)
+    if labels is None or isinstance(labels, Mapping):
+        names = [(labels or {}).get(rep, rep) for rep in reps]
+    elif isinstance(labels, str) or len(labels) != len(reps):
+        raise ValueError(f"`labels` needs one name per key of `use_reps` ({len(reps)}), got {labels!r}.")
+    else:
+        names = list(labels)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
     thresholds = np.sort(np.atleast_1d(thresholds))
-    for k, rep in enumerate(_reps(use_reps)):
+    for k, (rep, name) in enumerate(zip(reps, names, strict=True)):
         ranks = compute_ranks(
             adata, use_rep=rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
         )
@@ -141,7 +152,7 @@ def recall_thresholds(
         if source not in set(table["source"]):
             raise ValueError(f"`source={source!r}` is not among the sources {list(ranks.sources)} or 'mean'.")
         curve = table[table["source"] == source]
-        ax.plot(curve["threshold"], curve["recall"], marker="o", markersize=3, label=rep, color=f"C{k}")
+        ax.plot(curve["threshold"], curve["recall"], marker="o", markersize=3, label=name, color=f"C{k}")
     ax.plot(thresholds, 2 * thresholds, **_RANDOM_STYLE, label="random")
     ax.set_xlabel("threshold (share of the null in each tail)")
     ax.set_ylabel("recall")

@@ -2,9 +2,10 @@
 
 Same definition as ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` (null of all ``i < j`` cosine
 similarities, left and right ``searchsorted`` percentile ranks, both tails), vectorised: relationship pairs become
-integer index pairs (``pandas.Index.get_indexer``) whose cosines are gathered from the upper triangle of the
-Gram matrix (BLAS ``dsyrk``, half the work of a full product), compacted in place into the null (no second
-``n x n`` array), sorted once in place and searched once for all sources; several thresholds reuse the ranks.
+integer index pairs (``pandas.Index.get_indexer``) whose cosines are gathered from the triangle of the Gram
+matrix, which LAPACK ``dsfrk`` writes in rectangular full packed format (half the work of a full product, half
+its memory, contiguous: it is the null), sorted once in place (one chunk per CPU core, in threads) and searched
+once for all sources; several thresholds reuse the ranks.
 The cosines may differ from scikit-learn's in the last bit (scikit-learn uses another BLAS call), which can only
 move a pair that ties a null value to within 1e-16 exactly at a threshold; the tests and
 ``benchmarks/bench_recall.py`` check that the recall equals efaar's on real databases.
@@ -13,13 +14,15 @@ move a pair that ties a null value to within 1e-16 exactly at a threshold; the t
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import blas
+from scipy.linalg import lapack
 
 from scsemiclip._utils import Timer, control_mask, get_rep, version_info
 from scsemiclip.datasets._registry import data_dir
@@ -122,8 +125,18 @@ def gene_map(
 
 @functools.lru_cache(maxsize=len(SOURCES))
 def _database(source: str, directory: str) -> pd.DataFrame:
-    """:func:`scsemiclip.datasets.relationships`, read once per process and cache directory (never modified)."""
-    return relationships(source)
+    """:func:`scsemiclip.datasets.relationships`, read once per process and cache directory (never modified).
+
+    The gene columns are categorical, so that :func:`_row_of` looks each distinct gene up once.
+    """
+    return relationships(source).astype("category")
+
+
+def _row_of(genes: pd.Index, column: pd.Series) -> np.ndarray:
+    """``genes.get_indexer(column)`` (-1 for labels not in ``genes``), through the categories of a categorical."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return genes.get_indexer(column.cat.categories)[column.cat.codes.to_numpy()]
+    return genes.get_indexer(column)
 
 
 def resolve_sources(sources: SourcesLike) -> dict[str, pd.DataFrame]:
@@ -152,26 +165,49 @@ def resolve_sources(sources: SourcesLike) -> dict[str, pd.DataFrame]:
     return out
 
 
-def upper_triangle_cosines(x: np.ndarray) -> np.ndarray:
-    """Cosine similarities of all row pairs ``i < j`` of ``x`` (float64), row pairs in column-major order.
+def packed_position(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Position of entry ``(a, b)``, ``a <= b``, of a symmetric ``n x n`` matrix in rectangular full packed format.
+
+    LAPACK's RFP format (``TRANSR="N"``, ``UPLO="U"``, as ``dsfrk`` writes it): the upper triangle of columns ``n // 2 ...`` is stored as it is (leading dimension ``n + 1`` for even ``n``,
+    ``n`` for odd ``n``) and the upper triangle of the first ``n // 2`` columns, transposed, fills the space
+    below it.
+    """
+    half = n // 2
+    right = b >= half
+    return np.where(right, a, half + 1 + b) + (n + 1 - n % 2) * np.where(right, b - half, a)
+
+
+def packed_cosines(x: np.ndarray) -> np.ndarray:
+    """Cosine similarities of all row pairs of ``x`` (float64), in rectangular full packed format, diagonal ``+inf``.
 
     The rows are L2-normalised as :func:`sklearn.preprocessing.normalize` does (a zero row stays zero, its
-    cosines are 0). BLAS ``dsyrk`` fills the upper triangle of the Gram matrix, which is then compacted in place
-    inside the ``n x n`` buffer, so the peak memory is that one matrix (8 n^2 bytes: 1.35 GB at 13,000 genes).
+    cosines are 0). LAPACK ``dsfrk`` writes the triangle of the Gram matrix into ``n (n + 1) / 2`` contiguous
+    values (half an ``n x n`` matrix: 0.68 GB at 13,000 genes, and no compaction pass); pair ``(a, b)`` is at
+    :func:`packed_position`. The ``n`` diagonal entries are set to ``+inf``, so that sorted they come last and no
+    finite value counts them as below or equal.
 
     Returns
     -------
-    A view of length ``n (n - 1) / 2``; pair ``(a, b)``, ``a < b``, is at position ``b (b - 1) / 2 + a``.
+    The packed array of length ``n (n + 1) / 2``.
     """
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))
     norms[norms == 0] = 1.0
-    n = x.shape[0]
-    gram = np.empty((n, n), order="F")  # with beta = 0, dsyrk never reads it: no zero-filling pass
-    gram = blas.dsyrk(1.0, x / norms[:, None], c=gram, overwrite_c=True)  # column b: rows 0..b-1 of the triangle
-    flat = gram.reshape(-1, order="F")
-    for b in range(1, n):
-        flat[b * (b - 1) // 2 : b * (b + 1) // 2] = flat[b * n : b * n + b]  # destination always precedes source
-    return flat[: n * (n - 1) // 2]
+    n, d = x.shape
+    packed = np.empty(n * (n + 1) // 2)  # with beta = 0, dsfrk never reads it: no zero-filling pass
+    unit = (x / norms[:, None]).T  # (d, n), Fortran-ordered: LAPACK reads it without a copy
+    packed = lapack.dsfrk(n, d, 1.0, unit, 0.0, packed, trans="T", overwrite_c=True)
+    diagonal = np.arange(n)
+    packed[packed_position(diagonal, diagonal, n)] = np.inf
+    return packed
+
+
+def _sort_in_chunks(values: np.ndarray) -> list[np.ndarray]:
+    """Sort ``values`` in place as one sorted chunk per CPU core (numpy sorts without the GIL, in threads)."""
+    n_chunks = max(1, min(os.cpu_count() or 1, values.size // 1_000_000))
+    chunks = np.array_split(values, n_chunks)
+    with ThreadPoolExecutor(n_chunks) as pool:
+        list(pool.map(np.ndarray.sort, chunks))
+    return chunks
 
 
 def rank_relationships(x: np.ndarray, genes: pd.Index, tables: Mapping[str, pd.DataFrame]) -> RelationshipRanks:
@@ -197,37 +233,35 @@ def rank_relationships(x: np.ndarray, genes: pd.Index, tables: Mapping[str, pd.D
         )
     found = {}
     for name, table in tables.items():
-        i = genes.get_indexer(table["entity1"])
-        j = genes.get_indexer(table["entity2"])
+        i, j = _row_of(genes, table["entity1"]), _row_of(genes, table["entity2"])
         keep = (i >= 0) & (j >= 0)
-        a, b = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
-        found[name] = (keep, b * (b - 1) // 2 + a)
+        found[name] = (keep, packed_position(np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep]), n))
     if not any(pos.size for _, pos in found.values()):
         raise ValueError(
             f"None of the {n} map labels forms a known relationship in {list(tables)}; the perturbation labels "
             "must be gene symbols (e.g. 'TP53')."
         )
-    null = upper_triangle_cosines(np.ascontiguousarray(x, dtype=np.float64))
-    all_pos = np.concatenate([pos for _, pos in found.values()])
-    query = null[all_pos]
-    null.sort()
+    null = packed_cosines(np.asarray(x, dtype=np.float64))
+    query = null[np.concatenate([pos for _, pos in found.values()])]
     order = np.argsort(query)  # sorted keys make the binary searches cache-friendly
-    n_below, n_below_or_equal = np.empty((2, query.size), dtype=np.int64)
-    n_below[order] = np.searchsorted(null, query[order], side="left")
-    n_below_or_equal[order] = np.searchsorted(null, query[order], side="right")
+    keys = query[order]
+    n_below, n_below_or_equal = np.zeros((2, query.size), dtype=np.int64)
+    for chunk in _sort_in_chunks(null):  # counts in the whole null = sums of the counts in each sorted chunk
+        n_below[order] += np.searchsorted(chunk, keys, side="left")
+        n_below_or_equal[order] += np.searchsorted(chunk, keys, side="right")
     out, offset = {}, 0
     for name, (keep, pos) in found.items():
         sl = slice(offset, offset + pos.size)
         offset += pos.size
         table = tables[name]
         out[name] = SourcePairs(
-            entity1=table["entity1"].to_numpy()[keep],
-            entity2=table["entity2"].to_numpy()[keep],
+            entity1=np.asarray(table["entity1"][keep], dtype=object),
+            entity2=np.asarray(table["entity2"][keep], dtype=object),
             cosine=query[sl],
             n_below=n_below[sl],
             n_below_or_equal=n_below_or_equal[sl],
         )
-    return RelationshipRanks(genes=genes, n_null=null.size, sources=out)
+    return RelationshipRanks(genes=genes, n_null=n * (n - 1) // 2, sources=out)
 
 
 def compute_ranks(
