@@ -51,7 +51,7 @@ def make_adata(n_genes: int, dims: int, *, replicates: int, seed: int = 0):
     return adata
 
 
-REPEATS = 3
+REPEATS = 5
 
 
 def timed(func) -> float:

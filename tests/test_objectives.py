@@ -10,7 +10,7 @@ import torch
 from conftest import make_weakly_paired
 
 import scsemiclip as ssc
-from scsemiclip.module import OBJECTIVES, mlp
+from scsemiclip.module import OBJECTIVES, SemiClippedModule, mlp
 from scsemiclip.module._objectives._c2kd import kendall_tau, non_target_kl
 from scsemiclip.module._objectives._dcca import dcca_loss
 from scsemiclip.module._objectives._kd import distillation_kl
@@ -23,10 +23,11 @@ SMALL = {
     "siglip": {"teacher_hidden_dims": (16,)},
     "vicreg": {"teacher_hidden_dims": (16,)},
     "dcca": {"teacher_hidden_dims": (16,)},
-    "kd": {"pretrain_steps": 50},
-    "shake": {"pretrain_steps": 50},
-    "c2kd": {"teacher_hidden_dims": (16,), "pretrain_steps": 50},
+    "kd": {"pretrain_steps": 50, "student_pretrain_steps": 10},
+    "shake": {"pretrain_steps": 50, "student_pretrain_steps": 10},
+    "c2kd": {"teacher_hidden_dims": (16,), "pretrain_steps": 50, "student_pretrain_steps": 10},
 }
+LABEL_BASED = ("kd", "shake", "c2kd")
 # KL(softmax([log 3, 0]) || softmax([0, 0])) = 3/4 log(3/2) + 1/4 log(1/2)
 KL_3_1 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
 
@@ -155,6 +156,10 @@ def test_objective_argument_errors():
         _objective("c2kd", tau_threshold=1.5)
     with pytest.raises(ValueError, match="kd_temperature"):
         _objective("shake", kd_temperature=0)
+    with pytest.raises(ValueError, match="student_pretrain_steps"):
+        _objective("kd", student_pretrain_steps=-1)
+    with pytest.raises(ValueError, match="student_pretrain_lr"):
+        _objective("c2kd", student_pretrain_lr=0.0)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -206,6 +211,78 @@ def test_kd_prepare_trains_the_frozen_teacher_classifier():
     assert shake.shadow_head.weight.requires_grad
 
 
+# --------------------------------------------------------------------------------------------- student pre-training
+def _module(name: str, **objective_kwargs) -> SemiClippedModule:
+    """A module on the easy data (6 classes, 48 samples), its student inputs set."""
+    x, z, labels = _easy_data()
+    torch.manual_seed(0)
+    module = SemiClippedModule(
+        x.shape[1],
+        z.shape[1],
+        n_keys=6,
+        hidden_dims=(32,),
+        objective=name,
+        objective_kwargs=SMALL.get(name, {}) | objective_kwargs,
+        pea=False,
+    )
+    module.set_teacher(z, torch.bincount(labels))
+    module.set_student_inputs(x, labels)
+    return module
+
+
+def _student_ce(module: SemiClippedModule) -> float:
+    with torch.no_grad():
+        h = module.adapter(module.student_inputs)
+        return module.objective.student_pretraining_loss(h, module.student_keys).item()
+
+
+@pytest.mark.parametrize("name", LABEL_BASED)
+def test_student_pretraining_lowers_the_student_classification_loss(name):
+    module = _module(name, student_pretrain_steps=60, student_pretrain_lr=1e-2)
+    frozen = {k: v.clone() for k, v in module.objective.state_dict().items() if "teacher" in k or "shadow" in k}
+    before = _student_ce(module)
+    module.pretrain_student(seed=0, batch_size=16)
+    assert _student_ce(module) < 0.5 * before
+    for k, v in module.objective.state_dict().items():
+        if k in frozen:  # the teacher side and SHAKE's shadow head get no gradient from the student loss
+            assert torch.equal(v, frozen[k]), k
+    assert all(p.grad is None for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", LABEL_BASED)
+def test_student_pretraining_is_deterministic(name):
+    states = []
+    for seed in (0, 0, 1):
+        module = _module(name)
+        module.pretrain_student(seed=seed, batch_size=16)
+        states.append(module.state_dict())
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+    assert not torch.equal(states[0]["adapter.0.weight"], states[2]["adapter.0.weight"])
+
+
+@pytest.mark.parametrize("name", ["semiclipped", "clip", "siglip", "vicreg", "dcca"])
+def test_label_free_objectives_skip_the_student_pretraining(name):
+    module = _module(name)
+    assert module.objective.student_pretrain_steps == 0
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    module.pretrain_student(seed=0, batch_size=16)
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(NotImplementedError, match="no student pre-training"):
+        module.objective.student_pretraining_loss(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
+
+
+def test_student_pretraining_needs_the_inputs():
+    module = SemiClippedModule(6, 5, n_keys=6, hidden_dims=(8,), objective="kd", pea=False)
+    with pytest.raises(RuntimeError, match="set_student_inputs"):
+        module.pretrain_student(seed=0)
+    with pytest.raises(ValueError, match="rows"):
+        module.set_student_inputs(torch.zeros(3, 6), torch.zeros(2, dtype=torch.long))
+    module.objective.student_pretrain_steps = 0  # switched off: nothing needed
+    module.pretrain_student(seed=0)
+
+
 # --------------------------------------------------------------------------------------------- through the model
 @pytest.fixture(scope="module")
 def paired():
@@ -239,3 +316,64 @@ def test_one_epoch_through_fit_semiclipped(paired, name, pea):
     assert np.isfinite(losses["train_loss"])
     assert student.uns["X_semiclipped"]["params"]["objective"] == name
     assert model.module.objective.name == name
+
+
+@pytest.mark.parametrize(("name", "pea"), [("kd", True), ("shake", False), ("semiclipped", True)])
+def test_training_pretrains_the_student_on_its_inference_input(paired, name, pea, monkeypatch):
+    calls = []
+    original = SemiClippedModule.pretrain_student
+
+    def spy(self, *, seed, batch_size=1024):
+        before = self.adapter[0].weight.detach().clone()
+        original(self, seed=seed, batch_size=batch_size)
+        calls.append((batch_size, not torch.equal(before, self.adapter[0].weight)))
+
+    monkeypatch.setattr(SemiClippedModule, "pretrain_student", spy)
+    student, teacher = (a.copy() for a in paired)
+    model = ssc.tl.fit_semiclipped(
+        student,
+        teacher=teacher,
+        student_rep="X_emb",
+        teacher_rep="X_phenom",
+        objective=name,
+        objective_kwargs=SMALL.get(name),
+        pea=pea,
+        max_epochs=1,
+        batch_size=32,
+        hidden_dims=(16,),
+        accelerator="cpu",
+        enable_progress_bar=False,
+    )
+    assert calls == [(32, name != "semiclipped")]  # only the label-based objectives pre-train the adapter
+    if name == "semiclipped":
+        assert model.module.student_inputs.shape[0] == 0  # nothing stored for label-free objectives
+        return
+    # the inputs of the pre-training are the adapter's inference inputs (TVN-corrected), with PEA or without
+    expected = model._model_input(model.adata, student_rep="X_emb", batch_key="batch", control_key="is_control")
+    rows = model.pairing.student_rows
+    np.testing.assert_allclose(model.module.student_inputs.cpu().numpy(), expected[rows], rtol=1e-5, atol=1e-5)
+    assert torch.equal(model.module.student_keys.cpu(), torch.as_tensor(model.pairing.student_codes))
+
+
+def test_label_based_training_with_student_pretraining_is_deterministic(paired):
+    outs = []
+    for rng in (0, 0, 1):
+        student, teacher = (a.copy() for a in paired)
+        model = ssc.tl.fit_semiclipped(
+            student,
+            teacher=teacher,
+            student_rep="X_emb",
+            teacher_rep="X_phenom",
+            objective="c2kd",
+            objective_kwargs=SMALL["c2kd"],
+            max_epochs=1,
+            batch_size=32,
+            hidden_dims=(16,),
+            accelerator="cpu",
+            enable_progress_bar=False,
+            rng=rng,
+        )
+        outs.append(student.obsm["X_semiclipped"])
+    assert not {"student_inputs", "student_keys"} & set(model.module.state_dict())  # not saved with the model
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.allclose(outs[0], outs[2])

@@ -1,8 +1,12 @@
 """Acceptance on the simulator's out-of-distribution (OOD) knockout screen: Semi-Clipped vs the unimodal student.
 
-Recall is measured as the paper does (TVN on the embedding, aggregation per gene, mean over the five databases).
-Interpretability preservation uses a decoder trained long enough to learn on the small simulated screen (the
-default 30 epochs at lr 1e-4 leave every embedding, random included, at the random level of about 25).
+The paper's two criteria (its Table 1): Semi-Clipped, with or without PEA, retrieves clearly more known
+relationships than the unimodal student, and keeps the student's interpretability. Recall is measured as the paper
+does (TVN on the embedding, aggregation per gene, mean over the five databases). Interpretability preservation
+decodes the expression counts from the raw embedding, with a decoder trained long enough to learn on the small
+simulated screen (the default 30 epochs at lr 1e-4 leave every embedding, random included, at the random level
+of about 25). The simulator drives its counts by the biology, which the teacher also sees, and only weakly by the
+student's unrelated programmes, so a distilled embedding can keep the student's interpretability.
 """
 
 from __future__ import annotations
@@ -72,15 +76,9 @@ def test_recall_beats_student_and_random(ood):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="simulator: the expression counts are driven by the whole student embedding, including its strong "
-    "unrelated programmes, which the teacher lacks and the adapter therefore drops; its teacher (16 dims) is "
-    "narrower than the student (32). No distilled embedding can keep that information.",
-)
 def test_interpretability_stays_close_to_student(ood):
     score = {"student": _interpretability(ood, "X_emb"), "random": _interpretability(ood, "X_random")}
-    score |= {name: _interpretability(ood, f"{name}_{SEEDS[0]}") for name in METHODS}
+    score |= {name: _mean(ood, name, _interpretability) for name in METHODS}
     print("interpretability", score)
     assert score["student"] >= score["random"] + 5, score
     for name in METHODS:

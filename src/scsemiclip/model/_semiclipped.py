@@ -411,6 +411,11 @@ class SemiClipped(BaseModelClass):
     ) -> None:
         """Train the adapter (and the objective's parameters) with Lightning.
 
+        Objectives that pre-train the student (``"kd"``, ``"shake"``, ``"c2kd"``: ``student_pretrain_steps`` in
+        ``objective_kwargs``) first fit the adapter and their student classifier to the pairing keys, on the
+        adapter's inference input (TVN-corrected when :attr:`inference_tvn`, without PEA), see
+        :meth:`SemiClippedModule.pretrain_student <scsemiclip.module.SemiClippedModule.pretrain_student>`.
+
         Parameters
         ----------
         max_epochs
@@ -438,9 +443,17 @@ class SemiClipped(BaseModelClass):
             raise RuntimeError(
                 "This model has no teacher (it was built for inference, e.g. by `load`); train a model built with one."
             )
-        datamodule = self._data_splitter_cls(
-            self._training_tensors(), batch_size=batch_size, seed=torch_seed(self._rng)
-        )
+        tensors = self._training_tensors()
+        if self.module.objective.student_pretrain_steps > 0:
+            # the student's unimodal pre-training (label-based objectives) sees the adapter's inference input
+            inputs = tensors["x"]
+            if self.pea:
+                x = self._model_input(
+                    self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
+                )
+                inputs = torch.as_tensor(x[self.pairing.student_rows], dtype=torch.float32)
+            self.module.set_student_inputs(inputs, tensors["key"])
+        datamodule = self._data_splitter_cls(tensors, batch_size=batch_size, seed=torch_seed(self._rng))
         plan = self._training_plan_cls(self.module, seed=torch_seed(self._rng), **(plan_kwargs or {}))
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train // batch_size)))
         runner = self._train_runner_cls(

@@ -11,6 +11,7 @@ from scsemiclip.pp._pea import PEABank, check_pea_params, sample_pea_bank
 
 from ._nn import mlp
 from ._objectives import get_objective
+from ._objectives._base import minimise
 
 
 def _fit_dtype(device: torch.device) -> torch.dtype:
@@ -31,6 +32,8 @@ class SemiClippedModule(BaseModuleClass):
       which :meth:`refresh_bank` fits a bank of random PEA corrections per batch (SPEC §3); while the module is
       in training mode and a bank is present, :meth:`inference` applies to every sample a random correction of
       its batch (one gather and one batched matmul).
+    - ``student_inputs`` and ``student_keys`` hold, for objectives that pre-train the student
+      (:meth:`pretrain_student`), the training samples as the adapter sees them at inference and their key codes.
 
     Parameters
     ----------
@@ -98,6 +101,8 @@ class SemiClippedModule(BaseModuleClass):
         self.register_buffer("teacher_offsets", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("teacher_counts", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("student_controls", torch.empty(0, n_input), persistent=False)
+        self.register_buffer("student_inputs", torch.empty(0, n_input), persistent=False)
+        self.register_buffer("student_keys", torch.empty(0, dtype=torch.long), persistent=False)
         self.control_counts: list[int] = []
         self.bank: PEABank | None = None
         self.generator: torch.Generator | None = None
@@ -123,6 +128,26 @@ class SemiClippedModule(BaseModuleClass):
             raise ValueError("Every batch needs at least 2 controls and `counts` must sum to the number of rows.")
         self.student_controls = controls.to(device=self.student_controls.device, dtype=torch.float32)
         self.control_counts = [int(c) for c in counts]
+
+    def set_student_inputs(self, inputs: torch.Tensor, keys: torch.Tensor) -> None:
+        """Store the student training samples as the adapter sees them at inference, for :meth:`pretrain_student`.
+
+        Parameters
+        ----------
+        inputs
+            ``(n, d_S)`` adapter inputs (TVN-corrected on the data's controls when the model uses inference TVN).
+        keys
+            ``(n,)`` pairing-key code of every row (the class labels).
+
+        Returns
+        -------
+        ``None``; fills the non-persistent buffers ``student_inputs`` and ``student_keys``.
+        """
+        if inputs.shape[0] != keys.shape[0]:
+            raise ValueError(f"`inputs` has {inputs.shape[0]} rows but `keys` {keys.shape[0]}.")
+        device = self.student_inputs.device
+        self.student_inputs = inputs.to(device=device, dtype=torch.float32)
+        self.student_keys = keys.to(device=device, dtype=torch.long)
 
     def start_training(self, seed: int) -> None:
         """Enter training mode with a fresh random generator on the module's device; prepare the objective.
@@ -154,6 +179,45 @@ class SemiClippedModule(BaseModuleClass):
         )
         bank.maps = bank.maps.to(dtype=torch.float32)
         self.bank = bank
+
+    def pretrain_student(self, *, seed: int, batch_size: int = 1024) -> None:
+        """Unimodal pre-training of the student adapter with the objective's ``student_pretraining_loss``.
+
+        A no-op unless the objective sets ``student_pretrain_steps`` (the label-based objectives ``kd``, ``shake``
+        and ``c2kd`` do: the adapter and the student classifier learn the pairing keys before the distillation, as
+        in the paper's section 4). Otherwise it runs that many AdamW steps (learning rate
+        ``objective.student_pretrain_lr``) over the adapter and the objective's trainable parameters (only those
+        the loss reaches change) on minibatches of ``batch_size`` rows of :meth:`set_student_inputs`' inputs drawn
+        with replacement (every row when there are no more), from a generator seeded with ``seed`` and separate
+        from the training's draws: deterministic, and the same on every rank of a distributed run given the same
+        seed. No PEA: the inputs are the adapter's inference inputs.
+
+        Parameters
+        ----------
+        seed
+            Seed of the minibatch draws.
+        batch_size
+            Rows per step.
+
+        Returns
+        -------
+        ``None``; the adapter and the objective's parameters are updated in place.
+        """
+        objective = self.objective
+        if objective.student_pretrain_steps < 1:
+            return
+        if self.student_inputs.shape[0] == 0:
+            raise RuntimeError(f"Objective {objective.name!r} pre-trains the student: call `set_student_inputs` first.")
+        x, keys = self.student_inputs, self.student_keys
+        minimise(
+            lambda rows: objective.student_pretraining_loss(self.adapter(x[rows]), keys[rows]),
+            [p for p in self.parameters() if p.requires_grad],
+            n_rows=x.shape[0],
+            steps=objective.student_pretrain_steps,
+            lr=objective.student_pretrain_lr,
+            batch_size=batch_size,
+            generator=torch.Generator(device=x.device).manual_seed(seed),
+        )
 
     def end_training(self) -> None:
         """Release the bank and the generator."""

@@ -37,7 +37,8 @@ class SemiClippedTrainingPlan(TrainingPlan):
     eps
         Adam(W) epsilon.
     lr_min
-        Final learning rate of the cosine schedule.
+        Final learning rate of the cosine schedule, the same absolute value for every parameter group (the paper's
+        "minimum learning rate", e.g. 1e-10 for its baselines).
     seed
         Seed of the module's generator (partner draws and PEA); rank ``r`` of a distributed run uses ``seed + r``.
     """
@@ -87,13 +88,17 @@ class SemiClippedTrainingPlan(TrainingPlan):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
-        """Put the module in training mode and seed its draws on the device (:meth:`SemiClippedModule.start_training`).
+        """Put the module in training mode, seed its draws and pre-train the student if its objective does.
 
-        This runs after the module was moved to the device and before Lightning's start-of-training checks and
-        ``on_train_start``: scvi-tools leaves a trained or loaded module in eval mode and Lightning keeps the mode
-        it finds, which would silently switch PEA off.
+        Calls :meth:`SemiClippedModule.start_training` (which also runs the objective's ``prepare``) and then
+        :meth:`SemiClippedModule.pretrain_student` with the plan's ``seed`` (the same on every rank) and the data
+        module's ``batch_size`` (1024 without one). This runs after the module was moved to the device and before
+        Lightning's start-of-training checks and ``on_train_start``: scvi-tools leaves a trained or loaded module in
+        eval mode and Lightning keeps the mode it finds, which would silently switch PEA off.
         """
         self.module.start_training(self.seed + self.global_rank)
+        batch_size = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1024)
+        self.module.pretrain_student(seed=self.seed, batch_size=int(batch_size))
 
     def on_train_epoch_start(self) -> None:
         """Refresh the PEA bank."""

@@ -7,7 +7,11 @@ student adapter output ``h`` (``B x d``), the frozen teacher embedding ``z`` of 
 It may own trainable parameters (a teacher adapter, a learnable temperature, classifier heads), which the
 training plan optimises together with the student adapter (at learning rates relative to the adapter's, see
 :meth:`Objective.param_groups`), and it may pre-train parts of itself on the whole teacher set in
-:meth:`Objective.prepare` (e.g. the teacher classifier of knowledge distillation).
+:meth:`Objective.prepare` (e.g. the teacher classifier of knowledge distillation). An objective that sets
+:attr:`Objective.student_pretrain_steps` also gets the student adapter pre-trained, with its own
+:meth:`Objective.student_pretraining_loss` (e.g. the label-based objectives: the adapter and the student classifier
+learn the pairing keys), by :meth:`SemiClippedModule.pretrain_student
+<scsemiclip.module.SemiClippedModule.pretrain_student>` before the training proper.
 
 A new objective is one new file in this package with a subclass decorated by :func:`register_objective`,
 imported from ``__init__``; the module looks objectives up by name in :data:`OBJECTIVES`.
@@ -65,6 +69,12 @@ class Objective(nn.Module, abc.ABC):
         #: Learning rate of some trainable submodules relative to the student adapter's, by attribute name (e.g.
         #: ``{"teacher_adapter": 1e-7}``, as in the paper's appendix A.2); see :meth:`param_groups`.
         self.lr_scales: dict[str, float] = {}
+        #: AdamW steps of the student adapter's unimodal pre-training with :meth:`student_pretraining_loss` at the
+        #: start of every training run (0, the default: none; see
+        #: :meth:`SemiClippedModule.pretrain_student <scsemiclip.module.SemiClippedModule.pretrain_student>`).
+        self.student_pretrain_steps: int = 0
+        #: AdamW learning rate of the student pre-training.
+        self.student_pretrain_lr: float = 1e-3
 
     def param_groups(self, lr: float) -> list[dict[str, object]]:
         """The objective's trainable parameters as optimizer parameter groups, with :attr:`lr_scales` applied.
@@ -96,6 +106,26 @@ class Objective(nn.Module, abc.ABC):
         labels
             ``(n_teacher,)`` the pairing-key code of every teacher sample.
         """
+
+    def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of the student adapter's unimodal pre-training (only called when :attr:`student_pretrain_steps` > 0).
+
+        The module minimises it over the student adapter and the objective's trainable parameters (those that
+        receive no gradient from it stay untouched), on minibatches of the student's training samples as the
+        adapter sees them at inference (no PEA), before the training proper. Objectives that pre-train the student override it and set :attr:`student_pretrain_steps`.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        labels
+            ``(B,)`` pairing-key codes.
+
+        Returns
+        -------
+        The scalar loss.
+        """
+        raise NotImplementedError(f"Objective {self.name!r} has no student pre-training (student_pretrain_steps=0).")
 
     @abc.abstractmethod
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
@@ -138,6 +168,59 @@ def get_objective(name: str) -> type[Objective]:
     if name not in OBJECTIVES:
         raise ValueError(f"Unknown objective {name!r}; choose from {sorted(OBJECTIVES)}.")
     return OBJECTIVES[name]
+
+
+def minimise(
+    loss_of_rows: Callable[[torch.Tensor | slice], torch.Tensor],
+    params: list[nn.Parameter],
+    *,
+    n_rows: int,
+    steps: int,
+    lr: float,
+    batch_size: int = 1024,
+    generator: torch.Generator,
+) -> None:
+    """Minimise a loss over minibatches of rows with AdamW, in place, with gradients enabled whatever the context.
+
+    Each step evaluates ``loss_of_rows(rows)`` on ``batch_size`` row indices drawn with replacement from
+    ``generator`` (on the rows' device), or on every row (``slice(None)``) when there are no more than
+    ``batch_size``. Parameters that get no gradient are left untouched (AdamW skips them).
+
+    Parameters
+    ----------
+    loss_of_rows
+        Loss (0-d) of a minibatch given its row indices (``(batch_size,)`` long tensor) or ``slice(None)``.
+    params
+        Parameters to optimise (their ``requires_grad`` must be set).
+    n_rows
+        Number of rows to draw from.
+    steps
+        Optimizer steps.
+    lr
+        AdamW learning rate (default weight decay 0.01).
+    batch_size
+        Rows per step.
+    generator
+        Torch generator on the rows' device (the draws are deterministic given its state).
+
+    Returns
+    -------
+    ``None``.
+    """
+    if steps < 1 or not params:
+        return
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            rows = (
+                torch.randint(n_rows, (batch_size,), generator=generator, device=generator.device)
+                if n_rows > batch_size
+                else slice(None)
+            )
+            optimizer.zero_grad()
+            loss_of_rows(rows).backward()
+            optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def info_nce(

@@ -11,7 +11,7 @@ from torch import nn
 from scsemiclip.module._nn import mlp
 
 from ._base import Objective, ObjectiveOutput, register_objective
-from ._kd import check_n_classes, distillation_kl, fit_classifier
+from ._kd import check_n_classes, distillation_kl, fit_classifier, set_student_pretraining
 
 #: Largest number of sign comparisons :func:`kendall_tau` holds in memory at once.
 _KENDALL_CHUNK = 1 << 24
@@ -88,7 +88,8 @@ class C2KDObjective(Objective):
 
     Each side has a classifier and a proxy head (linear, ``C`` outputs) on its features: ``h`` for the student,
     ``f_T(z)`` for the teacher (``f_T`` a teacher adapter, pre-trained with the teacher classifier to predict the
-    pairing keys in :meth:`prepare`). With ``KD_T(a <- b)`` the distillation term of :func:`~._kd.distillation_kl`
+    pairing keys in :meth:`prepare`; the student adapter is pre-trained likewise with the student classifier, see
+    :meth:`student_pretraining_loss`). With ``KD_T(a <- b)`` the distillation term of :func:`~._kd.distillation_kl`
     (target ``b`` detached) and ``s, s', t, t'`` the student and teacher classifier and proxy logits::
 
         L = CE(s, y) + KD_T(s' <- s) + KD_T(s <- s')          (student and its proxy, bidirectional)
@@ -112,6 +113,10 @@ class C2KDObjective(Objective):
         and proxy, relative to the student adapter's (paper: 1e-6, 1e-5 and 1e-3 vs 0.1).
     pretrain_steps, pretrain_lr
         AdamW steps and learning rate of the teacher's pre-training in :meth:`prepare`.
+    student_pretrain_steps, student_pretrain_lr
+        AdamW steps and learning rate of the student adapter and classifier's pre-training on the pairing keys
+        (``CE(s, y)``; 0 steps: none), see :meth:`SemiClippedModule.pretrain_student
+        <scsemiclip.module.SemiClippedModule.pretrain_student>`.
     kendall_pairs
         Class pairs the Kendall correlation compares at most (see :func:`kendall_tau`; with many pairing keys the
         exact statistic costs ``B C^2 / 2`` comparisons per step).
@@ -130,11 +135,14 @@ class C2KDObjective(Objective):
         teacher_head_lr_scale: float = 1e-2,
         pretrain_steps: int = 200,
         pretrain_lr: float = 1e-2,
+        student_pretrain_steps: int = 500,
+        student_pretrain_lr: float = 3e-3,
         kendall_pairs: int = 4096,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         check_n_classes(self.n_classes, self.name)
+        set_student_pretraining(self, steps=student_pretrain_steps, lr=student_pretrain_lr)
         if kd_temperature <= 0:
             raise ValueError(f"`kd_temperature` must be positive, got {kd_temperature}.")
         if not -1.0 <= tau_threshold < 1.0:
@@ -161,6 +169,10 @@ class C2KDObjective(Objective):
         """Pre-train the teacher adapter and classifier to predict the pairing keys of the teacher samples."""
         net = nn.Sequential(self.teacher_adapter, self.teacher_classifier)
         fit_classifier(net, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
+
+    def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training)."""
+        return F.cross_entropy(self.student_classifier(h), labels)
 
     def _bidirectional(self, logits: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
         t = self.kd_temperature

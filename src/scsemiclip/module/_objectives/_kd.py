@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import Objective, ObjectiveOutput, register_objective
+from ._base import Objective, ObjectiveOutput, minimise, register_objective
 
 
 def distillation_kl(
@@ -47,7 +47,7 @@ def fit_classifier(
     Used by :meth:`~scsemiclip.module.Objective.prepare` for the unimodal pre-training of teacher classifiers;
     runs with gradients enabled whatever the context and restores the parameters' ``requires_grad`` flags.
     Each step uses ``batch_size`` rows drawn with replacement with a fixed seed, or every row when there are no
-    more than ``batch_size``.
+    more than ``batch_size`` (see :func:`~._base.minimise`).
 
     Parameters
     ----------
@@ -70,28 +70,37 @@ def fit_classifier(
     """
     params = list(net.parameters())
     flags = [p.requires_grad for p in params]
-    generator = torch.Generator(device=x.device).manual_seed(0)
-    with torch.enable_grad():
-        for p in params:
-            p.requires_grad_(requires_grad=True)
-        optimizer = torch.optim.AdamW(params, lr=lr)
-        for _ in range(steps):
-            rows = (
-                torch.randint(x.shape[0], (batch_size,), generator=generator, device=x.device)
-                if x.shape[0] > batch_size
-                else slice(None)
-            )
-            optimizer.zero_grad()
-            F.cross_entropy(net(x[rows]), y[rows]).backward()
-            optimizer.step()
-    for p, flag in zip(params, flags, strict=True):
-        p.requires_grad_(requires_grad=flag)
+    for p in params:
+        p.requires_grad_(requires_grad=True)
+    try:
+        minimise(
+            lambda rows: F.cross_entropy(net(x[rows]), y[rows]),
+            params,
+            n_rows=x.shape[0],
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            generator=torch.Generator(device=x.device).manual_seed(0),
+        )
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(requires_grad=flag)
 
 
 def check_n_classes(n_classes: int, name: str) -> None:
     """Label-based objectives need at least 2 classes (pairing keys)."""
     if n_classes < 2:
         raise ValueError(f"Objective {name!r} classifies pairing keys and needs at least 2 of them, got {n_classes}.")
+
+
+def set_student_pretraining(objective: Objective, *, steps: int, lr: float) -> None:
+    """Validate and set the student pre-training steps and learning rate of a label-based objective."""
+    if steps < 0:
+        raise ValueError(f"`student_pretrain_steps` must be >= 0, got {steps}.")
+    if lr <= 0:
+        raise ValueError(f"`student_pretrain_lr` must be positive, got {lr}.")
+    objective.student_pretrain_steps = int(steps)
+    objective.student_pretrain_lr = float(lr)
 
 
 @register_objective("kd")
@@ -101,7 +110,9 @@ class KDObjective(Objective):
     ``L = CE(g(h), y) + alpha T^2 KL(softmax(t / T) || softmax(g(h) / T))``: ``g`` is a linear classifier head on
     the student adapter output ``h``, ``y`` the pairing key, and ``t`` the logits of a linear classifier of the
     teacher embedding, trained to predict the pairing keys on every paired teacher sample in :meth:`prepare` and
-    frozen afterwards. The student adapter is not pre-trained separately (the cross-entropy term trains it).
+    frozen afterwards. As in the paper (section 4), the student side is pre-trained unimodally too: before the
+    distillation, the student adapter and ``g`` learn the pairing keys alone (``CE(g(h), y)``, see
+    :meth:`student_pretraining_loss`) for ``student_pretrain_steps`` AdamW steps.
 
     Parameters
     ----------
@@ -113,6 +124,10 @@ class KDObjective(Objective):
         Learning rate of the student classifier head relative to the adapter's (paper: 1e-4 vs 0.1).
     pretrain_steps, pretrain_lr
         AdamW steps and learning rate of the teacher classifier's training in :meth:`prepare`.
+    student_pretrain_steps, student_pretrain_lr
+        AdamW steps and learning rate of the student adapter and classifier's pre-training on the pairing keys
+        (0 steps: none), see :meth:`SemiClippedModule.pretrain_student
+        <scsemiclip.module.SemiClippedModule.pretrain_student>`.
     **kwargs
         The common arguments of :class:`~scsemiclip.module.Objective`.
     """
@@ -125,12 +140,15 @@ class KDObjective(Objective):
         classifier_lr_scale: float = 1e-3,
         pretrain_steps: int = 200,
         pretrain_lr: float = 1e-2,
+        student_pretrain_steps: int = 500,
+        student_pretrain_lr: float = 3e-3,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         check_n_classes(self.n_classes, self.name)
         if kd_temperature <= 0:
             raise ValueError(f"`kd_temperature` must be positive, got {kd_temperature}.")
+        set_student_pretraining(self, steps=student_pretrain_steps, lr=student_pretrain_lr)
         self.alpha = alpha
         self.kd_temperature = kd_temperature
         self.pretrain_steps = pretrain_steps
@@ -142,6 +160,10 @@ class KDObjective(Objective):
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
         """Train the (frozen) teacher classifier to predict the pairing keys of the teacher samples."""
         fit_classifier(self.teacher_classifier, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
+
+    def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training)."""
+        return F.cross_entropy(self.student_classifier(h), labels)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """Cross-entropy plus distillation; logs both terms."""

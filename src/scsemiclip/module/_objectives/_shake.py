@@ -31,8 +31,10 @@ class SHAKEObjective(KDObjective):
         Learning rate of the shadow head relative to the student adapter's (paper: 1e-7 vs 0.1, which leaves it
         practically at its random initialisation).
     **kwargs
-        ``alpha`` (10), ``kd_temperature`` (9), ``classifier_lr_scale``, ``pretrain_steps``, ``pretrain_lr`` (see
-        :class:`~._kd.KDObjective`) and the common arguments of :class:`~scsemiclip.module.Objective`.
+        ``alpha`` (10), ``kd_temperature`` (9), ``classifier_lr_scale``, ``pretrain_steps``, ``pretrain_lr``,
+        ``student_pretrain_steps``, ``student_pretrain_lr`` (see :class:`~._kd.KDObjective`: the teacher
+        classifier, and the student adapter with its classifier, are pre-trained on the pairing keys) and the
+        common arguments of :class:`~scsemiclip.module.Objective`.
     """
 
     def __init__(self, *, beta: float = 1e-3, shadow_lr_scale: float = 1e-6, **kwargs) -> None:
