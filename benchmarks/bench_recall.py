@@ -6,9 +6,9 @@ Run from the repository root::
 
 1. ``--genes-compare`` genes drawn from the five databases' genes (plus 5 % absent from every database), two
    replicates each plus controls, random embedding: ``scsemiclip.tl.known_relationship_recall`` on the
-   per-sample data (aggregation included; the first call also reads the five files, later ones reuse them) against
-   ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` on the same aggregated float64 map;
-   prints both times, the ratio and whether every recall is identical.
+   per-sample data (aggregation included; the first call also reads the five files, later ones reuse them) and on
+   the aggregated float64 map, against ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` on that
+   map; prints the times, the ratios and whether every recall is identical.
 2. ``--genes-large`` genes (genome scale), ours only, in a fresh subprocess: wall time and peak resident memory
    (``resource.getrusage``), with the resident memory right before the call for reference.
 """
@@ -76,6 +76,10 @@ def compare(n_genes: int, dims: int) -> None:
     t_warm = min(timed(lambda: tl.known_relationship_recall(adata, use_rep="X_emb")) for _ in range(REPEATS))
 
     agg = pp.aggregate(adata, use_rep="X_emb")
+    t_map = min(
+        timed(lambda: tl.known_relationship_recall(agg, use_rep="X", perturbation_key=None, control_key=None))
+        for _ in range(REPEATS)
+    )
     map_data = Bunch(features=pd.DataFrame(agg.X), metadata=pd.DataFrame({"gene": agg.obs_names}))
     refs = []
 
@@ -96,10 +100,14 @@ def compare(n_genes: int, dims: int) -> None:
     print(f"== {n_genes} genes x {dims} dims ({adata.n_obs} samples), {int(ours.loc['mean', 'n_pairs'])} pairs")
     print(ours.to_string())
     print(
-        f"scsemiclip: first call {t_cold:.2f} s (reads the five files), later calls {t_warm:.2f} s (best of "
-        f"{REPEATS}); efaar_benchmarking: {t_ref:.2f} s (best of 2)"
+        f"scsemiclip on the samples: first call {t_cold:.2f} s (reads the five files), later calls {t_warm:.3f} s "
+        f"(best of {REPEATS}); on the aggregated map (as efaar): {t_map:.3f} s; efaar_benchmarking: {t_ref:.2f} s "
+        "(best of 2)"
     )
-    print(f"speed-up: {t_ref / t_cold:.1f}x first call, {t_ref / t_warm:.1f}x later calls; identical recall: {same}")
+    print(
+        f"speed-up: {t_ref / t_cold:.1f}x first call, {t_ref / t_warm:.1f}x later calls, {t_ref / t_map:.1f}x on the "
+        f"same aggregated map; identical recall: {same}"
+    )
     if not same:
         raise SystemExit("recall differs from efaar_benchmarking")
 
