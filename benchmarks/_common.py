@@ -274,7 +274,7 @@ def environment() -> str:
         f"Device: {cpu}, {os.cpu_count()} logical cores ({torch.get_num_threads()} torch threads), {gpu}. "
         f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"scsemiclip {scsemiclip.__version__} ({_SOURCE_AT_START}"
-        + ("" if _source_version() == _SOURCE_AT_START else "; the sources changed during the run")
+        + ("" if _source_tree() == _SOURCE_TREE_AT_START else "; the sources changed during the run")
         + ")."
     )
 
@@ -298,6 +298,19 @@ def _source_version() -> str:
     return f"commit {commit}" + (", with uncommitted changes in src/" if dirty else "")
 
 
+def _source_tree() -> str:
+    """The content of ``src/``: its tree in the last commit and the uncommitted changes to it (commits that touch
+    only other files, e.g. these reports, leave it unchanged)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return "\n".join(
+            subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
+            for cmd in (["git", "rev-parse", "HEAD:src"], ["git", "diff", "HEAD", "--", "src"])
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
     """Write a markdown page with the command that made it, the date, the environment and ``body``."""
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
@@ -314,3 +327,4 @@ def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
 
 #: The source version when the script started (the data and the models are made from it).
 _SOURCE_AT_START = _source_version()
+_SOURCE_TREE_AT_START = _source_tree()
