@@ -140,6 +140,13 @@ def fit_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
+def _paper_settings(method: str) -> tuple[dict[str, float], str]:
+    """The settings a method trains with under ``--settings paper`` (its :data:`PAPER_SETTINGS` with its
+    :data:`PAPER_FALLBACKS` applied) and the note on the replacement (``""`` when there is none)."""
+    replaced, note = PAPER_FALLBACKS.get(method, ({}, ""))
+    return dict(PAPER_SETTINGS[method]) | replaced, note
+
+
 def method_settings(args: argparse.Namespace, methods) -> dict[str, dict]:
     """Per-method keyword arguments of ``tl.benchmark`` (its ``method_kwargs``) for ``args.settings``.
 
@@ -151,7 +158,7 @@ def method_settings(args: argparse.Namespace, methods) -> dict[str, dict]:
         return {}
     out = {}
     for method in methods:
-        settings = dict(PAPER_SETTINGS[method]) | PAPER_FALLBACKS.get(method, ({}, ""))[0]
+        settings, _ = _paper_settings(method)
         lr_min = settings.pop("lr_min", 0.0)
         out[method] = {**settings, "plan_kwargs": {"lr_min": lr_min}}
     return out
@@ -174,8 +181,7 @@ def settings_markdown(args: argparse.Namespace, methods) -> str:
     ]
     for method in methods:
         paper = PAPER_SETTINGS[method]
-        used = dict(paper) | PAPER_FALLBACKS.get(method, ({}, ""))[0]
-        note = PAPER_FALLBACKS.get(method, ({}, ""))[1]
+        used, note = _paper_settings(method)
         if method == "clip":
             note = "the paper gives none: Semi-Clipped's"
         cells = []
@@ -279,36 +285,28 @@ def environment() -> str:
     )
 
 
-def _source_version() -> str:
-    """The repository commit of the run, with a note when the working tree differs from it."""
+def _git(*args: str) -> str | None:
+    """Output of ``git <args>`` in the repository, ``None`` when git or the repository is unavailable."""
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _source_version() -> str:
+    """The repository commit of the run, with a note when the working tree differs from it."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    if commit is None or dirty is None:
         return "commit unknown"
-    return f"commit {commit}" + (", with uncommitted changes in src/" if dirty else "")
+    return f"commit {commit.strip()}" + (", with uncommitted changes in src/" if dirty.strip() else "")
 
 
 def _source_tree() -> str:
     """The content of ``src/``: its tree in the last commit and the uncommitted changes to it (commits that touch
     only other files, e.g. these reports, leave it unchanged)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        return "\n".join(
-            subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
-            for cmd in (["git", "rev-parse", "HEAD:src"], ["git", "diff", "HEAD", "--", "src"])
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return f"{_git('rev-parse', 'HEAD:src')}\n{_git('diff', 'HEAD', '--', 'src')}"
 
 
 def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:

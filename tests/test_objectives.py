@@ -291,24 +291,32 @@ def paired():
     return student, teacher
 
 
-@pytest.mark.parametrize("pea", [False, True], ids=["no_pea", "pea"])
-@pytest.mark.parametrize("name", NEW)
-def test_one_epoch_through_fit_semiclipped(paired, name, pea):
+def _fit_one_epoch(paired, objective: str, **kwargs):
+    """One CPU epoch of ``tl.fit_semiclipped`` with ``objective`` (small settings) on copies of ``paired``.
+
+    Returns the student and teacher copies and the model.
+    """
     student, teacher = (a.copy() for a in paired)
     model = ssc.tl.fit_semiclipped(
         student,
         teacher=teacher,
         student_rep="X_emb",
         teacher_rep="X_phenom",
-        objective=name,
-        objective_kwargs=SMALL[name],
-        pea=pea,
+        objective=objective,
+        objective_kwargs=SMALL.get(objective),
         max_epochs=1,
-        batch_size=64,
         hidden_dims=(16,),
         accelerator="cpu",
         enable_progress_bar=False,
+        **kwargs,
     )
+    return student, teacher, model
+
+
+@pytest.mark.parametrize("pea", [False, True], ids=["no_pea", "pea"])
+@pytest.mark.parametrize("name", NEW)
+def test_one_epoch_through_fit_semiclipped(paired, name, pea):
+    student, teacher, model = _fit_one_epoch(paired, name, pea=pea, batch_size=64)
     emb = student.obsm["X_semiclipped"]
     assert emb.shape == (student.n_obs, 30 if name == "dcca" else teacher.obsm["X_phenom"].shape[1])
     assert np.isfinite(emb).all()
@@ -329,21 +337,7 @@ def test_training_pretrains_the_student_on_its_inference_input(paired, name, pea
         calls.append((batch_size, not torch.equal(before, self.adapter[0].weight)))
 
     monkeypatch.setattr(SemiClippedModule, "pretrain_student", spy)
-    student, teacher = (a.copy() for a in paired)
-    model = ssc.tl.fit_semiclipped(
-        student,
-        teacher=teacher,
-        student_rep="X_emb",
-        teacher_rep="X_phenom",
-        objective=name,
-        objective_kwargs=SMALL.get(name),
-        pea=pea,
-        max_epochs=1,
-        batch_size=32,
-        hidden_dims=(16,),
-        accelerator="cpu",
-        enable_progress_bar=False,
-    )
+    _, _, model = _fit_one_epoch(paired, name, pea=pea, batch_size=32)
     assert calls == [(32, name != "semiclipped")]  # only the label-based objectives pre-train the adapter
     if name == "semiclipped":
         assert model.module.student_inputs.shape[0] == 0  # nothing stored for label-free objectives
@@ -358,21 +352,7 @@ def test_training_pretrains_the_student_on_its_inference_input(paired, name, pea
 def test_label_based_training_with_student_pretraining_is_deterministic(paired):
     outs = []
     for rng in (0, 0, 1):
-        student, teacher = (a.copy() for a in paired)
-        model = ssc.tl.fit_semiclipped(
-            student,
-            teacher=teacher,
-            student_rep="X_emb",
-            teacher_rep="X_phenom",
-            objective="c2kd",
-            objective_kwargs=SMALL["c2kd"],
-            max_epochs=1,
-            batch_size=32,
-            hidden_dims=(16,),
-            accelerator="cpu",
-            enable_progress_bar=False,
-            rng=rng,
-        )
+        student, _, model = _fit_one_epoch(paired, "c2kd", batch_size=32, rng=rng)
         outs.append(student.obsm["X_semiclipped"])
     assert not {"student_inputs", "student_keys"} & set(model.module.state_dict())  # not saved with the model
     np.testing.assert_array_equal(outs[0], outs[1])
