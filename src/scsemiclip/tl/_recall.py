@@ -168,9 +168,9 @@ def resolve_sources(sources: SourcesLike) -> dict[str, pd.DataFrame]:
 def packed_position(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """Position of entry ``(a, b)``, ``a <= b``, of a symmetric ``n x n`` matrix in rectangular full packed format.
 
-    LAPACK's RFP format (``TRANSR="N"``, ``UPLO="U"``, as ``dsfrk`` writes it): the upper triangle of columns ``n // 2 ...`` is stored as it is (leading dimension ``n + 1`` for even ``n``,
-    ``n`` for odd ``n``) and the upper triangle of the first ``n // 2`` columns, transposed, fills the space
-    below it.
+    LAPACK's RFP format (``TRANSR="N"``, ``UPLO="U"``, as ``dsfrk`` writes it): the upper triangle of columns
+    ``n // 2 ...`` is stored as it is (leading dimension ``n + 1`` for even ``n``, ``n`` for odd ``n``) and the
+    upper triangle of the first ``n // 2`` columns, transposed, fills the space below it.
     """
     half = n // 2
     right = b >= half

@@ -112,7 +112,8 @@ class Objective(nn.Module, abc.ABC):
 
         The module minimises it over the student adapter and the objective's trainable parameters (those that
         receive no gradient from it stay untouched), on minibatches of the student's training samples as the
-        adapter sees them at inference (no PEA), before the training proper. Objectives that pre-train the student override it and set :attr:`student_pretrain_steps`.
+        adapter sees them at inference (no PEA), before the training proper. Objectives that pre-train the student
+        override it and set :attr:`student_pretrain_steps`.
 
         Parameters
         ----------
