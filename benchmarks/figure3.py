@@ -50,7 +50,6 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     import scsemiclip as ssc
-    from scsemiclip.tl._benchmark import evaluate_representations
 
     start = time.perf_counter()
     student, teacher, ood_sets = _common.simulated(args.sim_seed, n_controls=args.n_controls)
@@ -86,8 +85,8 @@ def main() -> None:
     stats = df.groupby(["dataset", "parameter", "value"], sort=False)["recall_mean"].agg(["mean", "std"]) * 100
     unimodal = {}
     for name, data in ood_sets.items():
-        table, _ = evaluate_representations(
-            data.copy(), {"unimodal": _common.SIM["student_rep"]}, interpretability=False
+        table, _ = ssc.tl.evaluate_representations(
+            data.copy(), use_reps={"unimodal": _common.SIM["student_rep"]}, interpretability=False
         )
         unimodal[name] = 100 * float(table.loc["unimodal", "mean"])
 

@@ -182,8 +182,13 @@ def check_api_page(app: Sphinx) -> None:
 
 
 def _drop_type_docstrings(app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]) -> None:
-    """Module constants without a ``#:`` comment would show their type's docstring (e.g. ``tuple``'s): drop it."""
+    """Module constants without a ``#:`` comment would show their type's docstring (e.g. ``tuple``'s): drop it.
+
+    Instances of scsemiclip's own classes (``scsemiclip.settings``) keep their class's docstring: it documents them.
+    """
     if what not in ("data", "attribute") or isinstance(obj, type) or not type(obj).__doc__:
+        return
+    if type(obj).__module__.startswith("scsemiclip"):
         return
     type_doc = [ln.strip() for ln in type(obj).__doc__.splitlines() if ln.strip()]
     if [ln.strip() for ln in lines if ln.strip()] == type_doc:
@@ -200,7 +205,7 @@ class PlainCitations(Domain):
 
     name = "cite"
     label = "citations (plain text)"
-    roles = {role: _plain_citation for role in ("p", "t", "ps", "ts")}
+    roles = dict.fromkeys(("p", "t", "ps", "ts"), _plain_citation)
 
 
 def setup(app: Sphinx) -> None:

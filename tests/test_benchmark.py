@@ -115,6 +115,34 @@ def test_benchmark_argument_errors(data):
         ssc.tl.benchmark(student, **(common | {"ood_sets": {"bare": no_counts}}))
 
 
+def test_evaluate_representations_matches_the_benchmark(data, result):
+    _, _, ood, pairs = data
+    adata = ood.copy()
+    adata.obsm["X_other"] = adata.obsm["X_emb"][:, ::-1].copy()
+    decoder = FIT["interpretability_kwargs"] | {"accelerator": "cpu"}
+    summary, tables = ssc.tl.evaluate_representations(
+        adata, use_reps={"a": "X_emb", "b": "X_other"}, sources=[pairs], rng=0, **decoder
+    )
+    assert list(summary.index) == ["a", "b"]
+    assert list(summary.columns) == ["custom_0", "mean", "interpretability"]
+    assert set(tables) == {"a", "b"}
+    assert list(tables["a"].columns) == ["recall", "n_retrieved", "n_pairs", "n_genes"]
+    assert {"X_emb_tvn_eval", "X_other_tvn_eval"} <= set(adata.obsm)
+    assert {"recall_a", "recall_b", "X_emb_tvn_eval", "interpretability_preservation"} <= set(adata.uns)
+    # the unimodal rows of tl.benchmark are this evaluation of the student embedding
+    df = result[0]
+    unimodal = df[(df["method"] == "unimodal") & (df["seed"] == 0)].iloc[0]
+    assert summary.loc["a", "mean"] == unimodal["recall_mean"]
+    assert summary.loc["a", "interpretability"] == unimodal["interpretability"]
+    plain, _ = ssc.tl.evaluate_representations(
+        ood.copy(), use_reps=["X_emb"], output_tvn=False, interpretability=False, sources=[pairs]
+    )
+    assert list(plain.index) == ["X_emb"] and "interpretability" not in plain.columns
+    assert plain.loc["X_emb", "mean"] == unimodal["recall_mean_raw"]
+    with pytest.raises(TypeError):
+        ssc.tl.evaluate_representations(ood.copy(), {"a": "X_emb"})  # keyword-only
+
+
 def _synthetic(n_seeds: int, gain: float) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -11,8 +14,39 @@ import pandas as pd
 import pytest
 
 import scsemiclip as ssc
-from scsemiclip.datasets import _replogle, _rxrx3
+from scsemiclip._settings import ENV_DATA_DIR
+from scsemiclip.datasets import _registry, _replogle, _rxrx3
 from scsemiclip.datasets._rda import read_rda_lists
+
+
+def test_import_is_light():
+    """Importing the loaders loads neither scanpy (imported for one PCA), Lightning, scvi-tools nor torch."""
+    heavy = ("scanpy", "lightning", "scvi", "torch")
+    code = f"import sys, scsemiclip.datasets; print([m for m in {heavy} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_data_dir_follows_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_DATA_DIR, str(tmp_path / "env"))
+    assert ssc.datasets.data_dir() == tmp_path / "env"
+    calls = []
+
+    def retrieve(url, *, known_hash, fname, path, progressbar):
+        calls.append(path)
+        raise OSError("offline")
+
+    monkeypatch.setattr(_registry.pooch, "retrieve", retrieve)
+    try:
+        ssc.settings.datasetdir = tmp_path / "set"
+        assert ssc.datasets.data_dir() == tmp_path / "set"
+        # downloads go there, and a failed one names the directory and the variable
+        with pytest.raises(OSError, match=f"into {re.escape(str(tmp_path / 'set'))}.*{ENV_DATA_DIR}"):
+            _registry.fetch("relationships/CORUM.txt")
+        assert calls == [tmp_path / "set"]
+    finally:
+        ssc.settings.datasetdir = None
+    assert ssc.datasets.data_dir() == tmp_path / "env"
 
 
 @pytest.fixture(scope="module")

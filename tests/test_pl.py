@@ -81,9 +81,13 @@ def test_recall_missing_result(gene_map):
 
 def test_recall_thresholds_curves(gene_map):
     adata = gene_map.copy()
-    before = adata_hash(adata)
     thresholds = (0.02, 0.05, 0.1, 0.2)
-    ax = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds, perturbation_key=None)
+    stored = {
+        rep: tl.known_relationship_recall_curve(adata, use_rep=rep, perturbation_key=None, key_added=f"curve_{rep}")
+        for rep in "AC"
+    }
+    before = adata_hash(adata)
+    ax = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds)
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"A", "C", "random"}
     for rep in "AC":
@@ -94,7 +98,9 @@ def test_recall_thresholds_curves(gene_map):
     np.testing.assert_allclose(lines["random"].get_ydata(), 2 * np.array(thresholds))
     corum = pl.recall_thresholds(adata, use_reps="A", thresholds=thresholds, source="CORUM")
     assert corum.get_title().endswith("(CORUM)")
-    assert adata_hash(adata) == before and "known_relationship_recall_curve" not in adata.uns
+    assert adata_hash(adata) == before and set(adata.uns) == {"curve_A", "curve_C"}
+    for rep, table in stored.items():
+        pd.testing.assert_frame_equal(adata.uns[f"curve_{rep}"]["table"], table.set_axis(table.index.astype(str)))
     with pytest.raises(ValueError, match="source='GO'"):
         pl.recall_thresholds(adata, use_reps="A", source="GO")
     named = pl.recall_thresholds(adata, use_reps=["A", "C"], thresholds=thresholds, labels=["scVI", "PCA"])
@@ -104,6 +110,70 @@ def test_recall_thresholds_curves(gene_map):
     np.testing.assert_array_equal(named.get_lines()[1].get_ydata(), lines["C"].get_ydata())
     with pytest.raises(ValueError, match="`labels` needs one name per key"):
         pl.recall_thresholds(adata, use_reps=["A", "C"], labels=["only one"])
+
+
+def test_recall_thresholds_all_stored_thresholds_and_keys(gene_map):
+    adata = gene_map.copy()
+    curve = tl.known_relationship_recall_curve(adata, use_rep="B")  # the default key
+    _, ax0 = plt.subplots()
+    ax = pl.recall_thresholds(adata, use_reps="B", ax=ax0)
+    assert ax is ax0
+    mean = curve[curve.source == "mean"].sort_values("threshold")
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), mean["threshold"])  # every stored threshold
+    np.testing.assert_allclose(line.get_ydata(), mean["recall"])
+    by_key = pl.recall_thresholds(adata, keys="known_relationship_recall_curve")
+    assert [line.get_label() for line in by_key.get_lines()] == ["known_relationship_recall_curve", "random"]
+    np.testing.assert_array_equal(by_key.get_lines()[0].get_ydata(), line.get_ydata())
+    tl.known_relationship_recall_curve(adata, use_rep="B", key_added="same_again")  # equal results: no ambiguity
+    np.testing.assert_array_equal(pl.recall_thresholds(adata, use_reps="B").get_lines()[0].get_ydata(), mean["recall"])
+
+
+def test_recall_thresholds_missing_results(gene_map):
+    adata = gene_map.copy()
+    with pytest.raises(
+        KeyError, match=r"run `scsemiclip.tl.known_relationship_recall_curve\(adata, use_rep='A', key_added="
+    ):
+        pl.recall_thresholds(adata, use_reps="A")
+    tl.known_relationship_recall_curve(adata, use_rep="A", thresholds=(0.05, 0.1))
+    before = adata_hash(adata)
+    with pytest.raises(KeyError, match="use_rep='C'.*distinct `key_added` per embedding"):
+        pl.recall_thresholds(adata, use_reps=["A", "C"])
+    with pytest.raises(KeyError, match="adata.uns has no 'nope'; run `scsemiclip.tl.known_relationship_recall_curve"):
+        pl.recall_thresholds(adata, keys="nope")
+    tl.known_relationship_recall(adata, use_rep="A", key_added="bars")
+    with pytest.raises(KeyError, match="'bars'] is not a result of `scsemiclip.tl.known_relationship_recall_curve`"):
+        pl.recall_thresholds(adata, keys="bars")
+    with pytest.raises(ValueError, match=r"thresholds \[0.2\] are not stored.*use_rep='A', thresholds=\[0.1, 0.2\]"):
+        pl.recall_thresholds(adata, use_reps="A", thresholds=(0.1, 0.2))
+    with pytest.raises(ValueError, match="either `use_reps`"):
+        pl.recall_thresholds(adata)
+    with pytest.raises(ValueError, match="not both"):
+        pl.recall_thresholds(adata, use_reps="A", keys="known_relationship_recall_curve")
+    tl.known_relationship_recall_curve(adata, use_rep="A", thresholds=(0.2,), key_added="other")
+    with pytest.raises(ValueError, match=r"several different results.*\['known_relationship_recall_curve', 'other'\]"):
+        pl.recall_thresholds(adata, use_reps="A")
+    assert pl.recall_thresholds(adata, keys=["other"]).get_lines()[0].get_xdata().tolist() == [0.2]
+    assert adata_hash(adata) == before
+
+
+def test_plots_read_results_back_from_h5ad(gene_map, tmp_path):
+    adata = gene_map.copy()
+    for rep in "AB":
+        tl.known_relationship_recall_curve(adata, use_rep=rep, key_added=f"curve_{rep}")
+        tl.retrieved_relationships(adata, use_rep=rep, key_added=f"retrieved_{rep}")
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    for kwargs in ({"use_reps": ["A", "B"]}, {"keys": ["curve_A", "curve_B"]}):
+        curves = [line.get_ydata() for line in pl.recall_thresholds(back, **kwargs).get_lines()]
+        expected = [line.get_ydata() for line in pl.recall_thresholds(adata, use_reps=["A", "B"]).get_lines()]
+        for got, want in zip(curves, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    venn = pl.relationship_venn(back, use_reps=["A", "B"])
+    direct = pl.relationship_venn(adata, keys=["retrieved_A", "retrieved_B"])
+    assert [t.get_text() for t in venn.texts if t.get_fontweight() == "bold"] == [
+        t.get_text() for t in direct.texts if t.get_fontweight() == "bold"
+    ]
 
 
 def _region_counts(sets: list[set]) -> dict[str, int]:
@@ -131,10 +201,10 @@ def _pairs(retrieved: dict[str, pd.DataFrame], source=None) -> set:
 @pytest.mark.parametrize("reps", [("A", "B"), ("A", "B", "C")])
 def test_relationship_venn_counts(gene_map, reps):
     adata = gene_map.copy()
+    retrieved = [tl.retrieved_relationships(adata, use_rep=r, key_added=f"retrieved_{r}") for r in reps]
     before = adata_hash(adata)
     ax = pl.relationship_venn(adata, use_reps=list(reps))
-    assert adata_hash(adata) == before
-    retrieved = [tl.retrieved_relationships(adata, use_rep=r) for r in reps]
+    assert adata_hash(adata) == before and set(adata.uns) == {f"retrieved_{r}" for r in reps}
     expected = _region_counts([_pairs(r) for r in retrieved])
     texts = [t.get_text() for t in ax.texts]
     bold = [t.get_text() for t in ax.texts if t.get_fontweight() == "bold"]
@@ -165,3 +235,18 @@ def test_relationship_venn_from_precomputed_and_one_source(gene_map):
         pl.relationship_venn(adata, use_reps=["A", "B", "C", "A"])
     with pytest.raises(ValueError, match="use_reps"):
         pl.relationship_venn(adata)
+
+
+def test_relationship_venn_missing_results(gene_map):
+    adata = gene_map.copy()
+    tl.retrieved_relationships(adata, use_rep="A")  # the default key holds one result
+    with pytest.raises(KeyError, match=r"run `scsemiclip.tl.retrieved_relationships\(adata, use_rep='B', key_added="):
+        pl.relationship_venn(adata, use_reps=["A", "B"])
+    with pytest.raises(KeyError, match="adata.uns has no 'nope'; run `scsemiclip.tl.retrieved_relationships"):
+        pl.relationship_venn(adata, keys=["retrieved_relationships", "nope"])
+    tl.retrieved_relationships(adata, use_rep="B", key_added="retrieved_B")
+    tl.retrieved_relationships(adata, use_rep="A", threshold=0.1, key_added="retrieved_A_10")
+    with pytest.raises(ValueError, match="several different results"):
+        pl.relationship_venn(adata, use_reps=["A", "B"])
+    ax = pl.relationship_venn(adata, keys=["retrieved_A_10", "retrieved_B"])
+    assert "retrieved_A_10" in ax.get_title()

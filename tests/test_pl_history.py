@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -34,6 +35,10 @@ def test_training_history_draws_the_loss(tiny_model):
     np.testing.assert_allclose(lines[0].get_ydata(), loss)
     assert len(loss) == 3
     assert ax.get_xlabel() == "epoch"
+    _, given = plt.subplots()
+    assert ssc.pl.training_history(tiny_model, keys=("train_loss",), ax=given) is given
+    assert [line.get_label() for line in given.get_lines()] == ["train_loss"]
+    plt.close("all")
 
 
 def test_training_history_errors(tiny_model):

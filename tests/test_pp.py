@@ -15,9 +15,8 @@ from efaar_benchmarking.efaar import centerscale_on_controls, tvn_on_controls
 from scipy import sparse
 
 import scsemiclip as ssc
-from scsemiclip._affine import STEPS, fit_corrections, sample_control_weights, sample_steps
+from scsemiclip._core import STEPS, fit_corrections, sample_control_weights, sample_pea_bank, sample_steps
 from scsemiclip._utils import check_array
-from scsemiclip.pp._pea import sample_pea_bank
 
 
 def _meta(adata: ad.AnnData) -> pd.DataFrame:

@@ -105,14 +105,23 @@ def test_conventions_and_h5ad(gene_adata, tmp_path):
     tl.known_relationship_recall_curve(adata, use_rep="X_emb", key_added="kr_curve")
     retrieved = tl.retrieved_relationships(adata, use_rep="X_emb")
     assert adata_hash(adata) == before
-    assert set(adata.uns) == {"kr", "kr_curve"}
+    assert set(adata.uns) == {"kr", "kr_curve", "retrieved_relationships"}
     assert adata.uns["kr"]["params"]["threshold"] == 0.05
     assert adata.uns["kr"]["params"]["n_map_genes"] == 320
     assert set(retrieved) == set(SOURCES)
+    stored = adata.uns["retrieved_relationships"]
+    assert stored["params"] == {**adata.uns["kr"]["params"], "use_rep": "X_emb"}
+    assert set(stored) == {"tables", "params", "version"}
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     pd.testing.assert_frame_equal(back.uns["kr"]["table"], table, check_index_type=False)
     assert back.uns["kr_curve"]["table"]["recall"].tolist() == adata.uns["kr_curve"]["table"]["recall"].tolist()
+    assert back.uns["retrieved_relationships"]["params"]["threshold"] == 0.05
+    assert back.uns["retrieved_relationships"]["params"]["perturbation_key"] == "perturbation"
+    assert list(back.uns["retrieved_relationships"]["params"]["sources"]) == list(SOURCES)
+    for source, df in retrieved.items():
+        got = back.uns["retrieved_relationships"]["tables"][source]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), df)
     with pytest.raises(TypeError):
         tl.known_relationship_recall(adata, "X_emb")
 
@@ -188,6 +197,37 @@ def test_errors(gene_adata):
     adata.obs_names = adata.obs.perturbation.to_numpy()  # replicates share a name
     with pytest.raises(ValueError, match="not unique"):
         tl.known_relationship_recall(adata, use_rep="X_emb", perturbation_key=None)
+
+
+def test_retrieved_relationships_key_added_and_gene_level_params(gene_adata):
+    agg = pp.aggregate(gene_adata, use_rep="X_emb")
+    retrieved = tl.retrieved_relationships(
+        agg, use_rep="X", perturbation_key=None, control_key=None, sources="CORUM", threshold=0.1, key_added="ret"
+    )
+    assert set(agg.uns) == {"ret"}
+    params = agg.uns["ret"]["params"]
+    assert params["perturbation_key"] == params["control_key"] == ""  # None, stored as h5ad can write it
+    assert params["sources"] == ["CORUM"] and params["threshold"] == 0.1 and params["use_rep"] == "X"
+    pd.testing.assert_frame_equal(agg.uns["ret"]["tables"]["CORUM"].reset_index(drop=True), retrieved["CORUM"])
+
+
+def test_null_sort_uses_settings_n_jobs(monkeypatch):
+    from scsemiclip._settings import settings
+    from scsemiclip.tl._recall import _sort_in_chunks
+
+    values = np.random.default_rng(0).normal(size=3_500_000)
+    for n_jobs, n_chunks in ((1, 1), (2, 2), (8, 3)):  # at most one chunk per million values
+        monkeypatch.setattr(settings, "n_jobs", n_jobs)
+        chunks = _sort_in_chunks(values.copy())
+        assert len(chunks) == n_chunks
+        assert all((np.diff(chunk) >= 0).all() for chunk in chunks)
+
+
+def test_docstrings_carry_the_shared_parameter_text():
+    for func in (tl.known_relationship_recall, tl.known_relationship_recall_curve, tl.retrieved_relationships):
+        assert "{doc_" not in func.__doc__ and "{{" not in func.__doc__
+        assert "    perturbation_key\n        Column of ``adata.obs`` with the gene labels" in func.__doc__
+        assert '``{"table"' in func.__doc__ or '``{"tables"' in func.__doc__
 
 
 @pytest.mark.parametrize("n", [60, 61])

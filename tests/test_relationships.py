@@ -7,7 +7,7 @@ import pooch
 import pytest
 
 from scsemiclip import datasets
-from scsemiclip.datasets._relationships import normalize_pairs
+from scsemiclip._utils import normalize_pairs
 
 
 @pytest.mark.parametrize("source", datasets.SOURCES)

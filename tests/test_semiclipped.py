@@ -55,7 +55,8 @@ def test_fit_writes_only_its_keys(paired, tmp_path):
 
 def test_fit_mudata_and_apply_to_new_data(paired):
     student, teacher = paired
-    mdata = md.MuData({"rna": student, "image": teacher})
+    with md.set_options(pull_on_update=False):  # mudata >= 0.4 behaviour, without its FutureWarning
+        mdata = md.MuData({"rna": student, "image": teacher})
     model = ssc.tl.fit_semiclipped(mdata, **FAST, pea=False, key_added="X_sc")
     assert "X_sc" in mdata.mod["rna"].obsm and "X_sc" in mdata.mod["rna"].uns
     new, _, _ = make_weakly_paired(seed=3, gene_offset=100)
@@ -159,3 +160,52 @@ def test_apply_checks_dimension_and_controls(paired):
     new.obs["plate"] = new.obs["batch"]
     ssc.tl.apply_semiclipped(new, model=model, batch_key="plate")
     assert new.obsm["X_semiclipped"].shape[0] == new.n_obs
+
+
+def test_fit_exposes_every_model_option_and_stores_them(paired):
+    import inspect
+
+    from scsemiclip.tl._semiclipped import model_options
+
+    fit_params = inspect.signature(ssc.tl.fit_semiclipped).parameters
+    missing = [name for name in model_options() if name not in fit_params]
+    assert not missing, f"fit_semiclipped lacks the model options {missing}"
+    student, teacher = paired
+    ssc.tl.fit_semiclipped(
+        student, teacher, **{**FAST, "max_epochs": 1}, coral_reg=0.7, pea_transforms=("center", "tvn")
+    )
+    params = student.uns["X_semiclipped"]["params"]
+    assert params["coral_reg"] == 0.7 and params["pea_transforms"] == ["center", "tvn"]
+    assert set(model_options()) <= set(params)
+    assert params["teacher_batch_key"] == "batch" and params["objective_kwargs"] == {}
+
+
+def test_latent_representation_is_the_seam_of_apply(paired):
+    student, teacher = paired
+    model = ssc.tl.fit_semiclipped(student, teacher, **{**FAST, "max_epochs": 1})
+    new, _, _ = make_weakly_paired(seed=3, gene_offset=100)
+    new.obs = new.obs.rename(columns={"batch": "plate", "is_control": "ntc"})
+    new.obsm["X_other"] = new.obsm.pop("X_emb")
+    out = ssc.tl.apply_semiclipped(new, model, student_rep="X_other", batch_key="plate", control_key="ntc", copy=True)
+    direct = model.get_latent_representation(new, student_rep="X_other", batch_key="plate", control_key="ntc")
+    np.testing.assert_array_equal(out.obsm["X_semiclipped"], direct)
+    with pytest.raises(KeyError, match="has no column"):
+        model.get_latent_representation(new, student_rep="X_other")  # the model's set-up columns by default
+
+
+def test_a_fit_prints_nothing_but_its_progress(paired, capfd):
+    student, teacher = paired
+    kwargs = {k: v for k, v in FAST.items() if k != "enable_progress_bar"}
+    ssc.tl.fit_semiclipped(student, teacher, **kwargs)
+    out, err = capfd.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines and all(line.startswith("Epoch ") for line in lines), lines
+    assert len(lines) <= FAST["max_epochs"]
+    previous = ssc.settings.progress_bar
+    try:
+        ssc.settings.progress_bar = False
+        ssc.tl.fit_semiclipped(student, teacher, **kwargs)
+        assert capfd.readouterr() == ("", "")
+    finally:
+        ssc.settings.progress_bar = previous

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from scsemiclip._settings import settings
+
 QUICKSTART_PNG = "scsemiclip_quickstart.png"
 
 
@@ -46,7 +48,6 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     import scsemiclip as ssc
-    from scsemiclip.tl._benchmark import evaluate_representations
 
     start = time.perf_counter()
     data = ssc.datasets.simulate_weakly_paired(rng=args.seed)
@@ -69,9 +70,9 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     )
     ssc.tl.apply_semiclipped(ood, model, key_added="X_semiclipped")
     ssc.tl.random_baseline(ood, use_rep=args.student_rep, key_added="X_random", rng=args.seed)
-    summary, tables = evaluate_representations(
+    summary, tables = ssc.tl.evaluate_representations(
         ood,
-        {"unimodal": args.student_rep, "semiclipped": "X_semiclipped", "random": "X_random"},
+        use_reps={"unimodal": args.student_rep, "semiclipped": "X_semiclipped", "random": "X_random"},
         max_epochs=args.interpretability_epochs,
         batch_size=32,
         lr=1e-3,
@@ -133,12 +134,12 @@ def cmd_apply(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Print the recall (and interpretability) table of embeddings of one .h5ad; optionally plot it."""
-    from scsemiclip.tl._benchmark import evaluate_representations
+    import scsemiclip as ssc
 
     adata = _read_h5ad(args.adata, "--adata")
-    summary, tables = evaluate_representations(
+    summary, tables = ssc.tl.evaluate_representations(
         adata,
-        {rep: rep for rep in args.use_rep},
+        use_reps=args.use_rep,
         perturbation_key=args.perturbation_key,
         batch_key=args.batch_key,
         control_key=args.control_key,
@@ -152,8 +153,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        import scsemiclip as ssc
 
         fig, ax = plt.subplots(figsize=(7, 4))
         ssc.pl.recall(tables, ax=ax)
@@ -247,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scsemiclip`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(format="%(message)s")
+    if args.verbose:
+        settings.verbosity = "info"
     try:
         args.func(args)
     except CLIError as err:

@@ -135,6 +135,44 @@ class Timer:
         logger.info("    finished %s(%.2fs)", f"{detail} " if detail else "", time.perf_counter() - self.start)
 
 
+def normalize_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Undirected, de-duplicated pairs without self-pairs: ``entity1 < entity2`` (vectorised).
+
+    Parameters
+    ----------
+    df
+        A frame with columns ``entity1`` and ``entity2``.
+
+    Returns
+    -------
+    A new frame with columns ``entity1``, ``entity2`` (strings), in first-occurrence order.
+    """
+    missing = {"entity1", "entity2"} - set(df.columns)
+    if missing:
+        raise KeyError(f"A relationship table needs columns 'entity1' and 'entity2'; missing {sorted(missing)}.")
+    a = df["entity1"].astype(str).to_numpy()
+    b = df["entity2"].astype(str).to_numpy()
+    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
+    out = pd.DataFrame({"entity1": lo, "entity2": hi})
+    return out[out.entity1 != out.entity2].drop_duplicates(ignore_index=True)
+
+
+def storable(value: object) -> object:
+    """``value`` as h5ad can write it into ``uns``: ``None`` as ``""``, tuples as lists, numpy scalars as Python.
+
+    Applied recursively to dicts (keys become strings), lists and tuples; other values are returned as they are.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [storable(v) for v in value]
+    if isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
+    return value
+
+
 def version_info() -> str:
     """The installed package version (written into ``uns`` params)."""
     from scsemiclip import __version__

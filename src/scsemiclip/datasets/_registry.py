@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pooch
 import requests
 
-ENV_DATA_DIR = "SCSEMICLIP_DATA_DIR"
+from scsemiclip._settings import ENV_DATA_DIR, settings
 
 _EFAAR = (
     "https://raw.githubusercontent.com/recursionpharma/EFAAR_benchmarking/"
@@ -71,14 +70,14 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def data_dir() -> Path:
-    """The data cache directory.
+    """The data cache directory, ``scsemiclip.settings.datasetdir``.
 
     Returns
     -------
-    ``$SCSEMICLIP_DATA_DIR`` if that variable is set, else the user cache directory (``pooch.os_cache``).
+    The directory set in ``scsemiclip.settings.datasetdir``; by default ``$SCSEMICLIP_DATA_DIR`` if that variable
+    is set, else the user cache directory (``pooch.os_cache("scsemiclip")``).
     """
-    override = os.environ.get(ENV_DATA_DIR)
-    return Path(override).expanduser() if override else Path(pooch.os_cache("scsemiclip"))
+    return settings.datasetdir
 
 
 def fetch(name: str) -> Path:

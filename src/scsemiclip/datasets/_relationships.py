@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+
+from scsemiclip._utils import normalize_pairs
 
 from ._registry import fetch
 
@@ -16,28 +17,6 @@ _LICENCES = {
     "SIGNOR": "CC-BY-NC 4.0",
     "StringDB": "CC-BY 4.0",
 }
-
-
-def normalize_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """Undirected, de-duplicated pairs without self-pairs: ``entity1 < entity2`` (vectorised).
-
-    Parameters
-    ----------
-    df
-        A frame with columns ``entity1`` and ``entity2``.
-
-    Returns
-    -------
-    A new frame with columns ``entity1``, ``entity2`` (strings), in first-occurrence order.
-    """
-    missing = {"entity1", "entity2"} - set(df.columns)
-    if missing:
-        raise KeyError(f"A relationship table needs columns 'entity1' and 'entity2'; missing {sorted(missing)}.")
-    a = df["entity1"].astype(str).to_numpy()
-    b = df["entity2"].astype(str).to_numpy()
-    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
-    out = pd.DataFrame({"entity1": lo, "entity2": hi})
-    return out[out.entity1 != out.entity2].drop_duplicates(ignore_index=True)
 
 
 def relationships(source: str) -> pd.DataFrame:

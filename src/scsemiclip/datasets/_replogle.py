@@ -7,7 +7,6 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 
 from scsemiclip._utils import Timer, version_info
 
@@ -104,6 +103,8 @@ def replogle_deg_ranks(
         index=pd.Index(knockdowns),
     )
     adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes))
+    import scanpy as sc  # imported here: loading scanpy takes about a second
+
     # ARPACK is exact and fast here; scanpy's default for dense data forms a genes x genes covariance (slow)
     sc.pp.pca(adata, n_comps=n_comps, svd_solver="arpack")
     adata.uns["replogle_deg_ranks"] = {

@@ -1,4 +1,13 @@
-"""A weakly paired transcriptomics / microscopy simulator with real genes and a known relationship structure."""
+"""A weakly paired transcriptomics / microscopy simulator with real genes and a known relationship structure.
+
+:func:`simulate_weakly_paired` validates its arguments and runs the generative steps of its docstring in order:
+the latent biology (:func:`_gene_programs`), the read-outs of the two modalities (:class:`_Student`,
+:class:`_Teacher`) and of the expression (:class:`_Expression`), the perturbation conditions
+(:func:`_compound_conditions`, :func:`_knockout_conditions`), then, screen by screen (:class:`_Screen`), the
+plate layout and latent states (:func:`_samples`) and the AnnData of each modality (:func:`_screen_adata`).
+The outputs depend on the order of the draws from each of the two random streams (``gen``, and ``count_gen`` for
+the expression panel and the counts): a change of that order changes every output of a given seed.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from scsemiclip._utils import RNGLike, Timer, resolve_rng, version_info
+from scsemiclip._utils import RNGLike, Timer, normalize_pairs, resolve_rng, version_info
 
-from ._relationships import SOURCES, normalize_pairs, relationships
+from ._relationships import SOURCES, relationships
 
 #: Genes eligible for the latent biology must occur in at least this many of the five databases.
 _MIN_SOURCES = 4
@@ -26,62 +35,236 @@ _LOADING_SCALE = 2.0
 _NUISANCE_LOADING = 0.15
 #: Standard deviation of the per-batch, per-gene log-expression effects.
 _EXPRESSION_BATCH = 0.3
+#: Integer arguments and their smallest allowed value, in the order of ``uns["simulate_weakly_paired"]["params"]``.
+_INT_MINIMUMS = {
+    "n_compounds": 1,
+    "n_doses": 1,
+    "n_replicates": 1,
+    "n_batches": 1,
+    "n_controls": 2,
+    "n_genes": 2,
+    "n_ood_genes": 2,
+    "n_ood_replicates": 1,
+    "n_ood_batches": 1,
+    "n_sc_cells": 1,
+    "n_sc_batches": 1,
+    "n_sc_controls": 2,
+    "max_targets": 1,
+    "n_latent": 1,
+    "n_student_dims": 2,
+    "n_nuisance": 0,
+    "n_teacher_dims": 1,
+    "n_panel_genes": 1,
+    "smoothing_steps": 0,
+}
+#: Float arguments (after the integers in ``params``), True where the value must be positive, not only >= 0.
+_FLOAT_POSITIVE = {
+    "saturation": True,
+    "stress": False,
+    "bio_noise": False,
+    "student_noise": False,
+    "teacher_noise": False,
+    "nuisance_scale": False,
+    "off_target": False,
+    "batch_shift": False,
+    "batch_scale": False,
+    "library_size": True,
+    "dispersion": True,
+    "sc_noise": False,
+    "sc_library_size": True,
+    "edge_fraction": True,
+}
+
+
+def _orthogonal(rng: np.random.Generator, n_rows: int, n_cols: int) -> np.ndarray:
+    """An ``n_rows x n_cols`` block of a random orthogonal matrix (orthonormal rows or columns)."""
+    q = np.linalg.qr(rng.normal(size=(max(n_rows, n_cols),) * 2))[0]
+    return q[:n_rows, :n_cols]
+
+
+def _loguniform(rng: np.random.Generator, low: float, high: float, size: int) -> np.ndarray:
+    return np.exp(rng.uniform(np.log(low), np.log(high), size))
+
+
+def _add_batch_effects(
+    rng: np.random.Generator, x: np.ndarray, batch: np.ndarray, n_batches: int, *, shift: float, scale: float
+) -> np.ndarray:
+    """Map each row of ``x`` to ``x S_b + m_b`` for its batch ``b``.
+
+    ``S_b`` is symmetric positive definite (gains ``exp(scale * N(0, 1))`` along random axes) and
+    ``m_b ~ shift * N(0, I)``.
+    """
+    dim = x.shape[1]
+    axes = np.stack([_orthogonal(rng, dim, dim) for _ in range(n_batches)])
+    gains = np.exp(scale * rng.normal(size=(n_batches, 1, dim)))
+    scalings, shifts = (axes * gains) @ axes.transpose(0, 2, 1), shift * rng.normal(size=(n_batches, dim))
+    return np.einsum("nd,nde->ne", x, scalings[batch]) + shifts[batch]
 
 
 @dataclass(frozen=True)
-class _Assay:
-    """The read-outs of the two modalities, shared by the compound and the knockout screens."""
+class _Teacher:
+    """Step 3, microscopy: a linear read-out of the latent state, measurement noise and weak batch effects."""
+
+    read_out: np.ndarray  # (n_latent, n_teacher_dims), a block of a random orthogonal matrix
+    noise: float
+    batch_shift: float
+    batch_scale: float
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        n_latent: int,
+        n_dims: int,
+        *,
+        noise: float,
+        batch_shift: float,
+        batch_scale: float,
+    ) -> _Teacher:
+        """Draw the read-out; the batch effects are :data:`_TEACHER_BATCH_FACTOR` times the student's."""
+        return cls(
+            read_out=_orthogonal(rng, n_latent, n_dims),
+            noise=noise,
+            batch_shift=_TEACHER_BATCH_FACTOR * batch_shift,
+            batch_scale=_TEACHER_BATCH_FACTOR * batch_scale,
+        )
+
+    def embed(self, rng: np.random.Generator, h: np.ndarray, batch: np.ndarray, n_batches: int) -> np.ndarray:
+        """The embedding ``x_T`` of latent states ``h`` measured in batches ``batch``."""
+        x = h @ self.read_out
+        x = x + self.noise * rng.normal(size=x.shape)
+        return _add_batch_effects(rng, x, batch, n_batches, shift=self.batch_shift, scale=self.batch_scale)
+
+
+@dataclass(frozen=True)
+class _Student:
+    """Step 4, transcriptomics embedding: saturated programmes, stress programme and unrelated programmes, mixed."""
 
     saturation: float
     stress: float
     mix_bio: np.ndarray  # (n_latent, n_bio) read-out of the saturated programs
     stress_axis: np.ndarray  # (n_bio,) unit vector of the shared stress programme
     rotation: np.ndarray  # (n_student_dims, n_student_dims) orthogonal mixing of all student programmes
-    teacher_map: np.ndarray  # (n_latent, n_teacher_dims)
-    loadings: np.ndarray  # (n_bio, n_panel_genes) effect of the biological read-out on log expression
-    nuisance_loadings: np.ndarray  # (n_nuisance, n_panel_genes) effect of the unrelated programmes
-    log_abundance: np.ndarray  # (n_panel_genes,)
-    student_noise: float
-    teacher_noise: float
+    noise: float
     nuisance_scale: float
     off_target: float
+    batch_shift: float
+    batch_scale: float
 
-    def teacher(self, rng: np.random.Generator, h: np.ndarray) -> np.ndarray:
-        """Linear read-out of the latent state plus measurement noise."""
-        x = h @ self.teacher_map
-        return x + self.teacher_noise * rng.normal(size=x.shape)
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        *,
+        n_latent: int,
+        n_dims: int,
+        n_nuisance: int,
+        saturation: float,
+        stress: float,
+        noise: float,
+        nuisance_scale: float,
+        off_target: float,
+        batch_shift: float,
+        batch_scale: float,
+    ) -> _Student:
+        """Draw the read-out (``A``, ``c`` and ``R``)."""
+        n_bio = n_dims - n_nuisance
+        axis = rng.normal(size=n_bio)
+        mix_bio = rng.normal(size=(n_latent, n_bio)) / np.sqrt(n_latent)
+        return cls(
+            saturation=saturation,
+            stress=stress,
+            mix_bio=mix_bio,
+            stress_axis=axis / np.linalg.norm(axis),
+            rotation=_orthogonal(rng, n_dims, n_dims),
+            noise=noise,
+            nuisance_scale=nuisance_scale,
+            off_target=off_target,
+            batch_shift=batch_shift,
+            batch_scale=batch_scale,
+        )
 
-    def student(
-        self, rng: np.random.Generator, h: np.ndarray, off: np.ndarray
+    def embed(
+        self,
+        rng: np.random.Generator,
+        h: np.ndarray,
+        off: np.ndarray,
+        batch: np.ndarray,
+        n_batches: int,
+        extra_noise: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Saturated programmes, stress programme and unrelated programmes, mixed, plus measurement noise.
+        """The embedding ``x_S`` of latent states ``h`` with off-target directions ``off``, measured in ``batch``.
 
-        Returns the embedding (before batch effects), the biological read-out ``f(h)`` and the unrelated programmes.
+        ``extra_noise`` (single cells) is added before the batch effects. Returns the embedding, the biological
+        read-out ``f(h)`` and the unrelated programmes ``u``.
         """
         bio = np.tanh(self.saturation * h) / self.saturation @ self.mix_bio
         bio += self.stress * np.sum(h**2, axis=1, keepdims=True) * self.stress_axis
         nuisance = self.nuisance_scale * rng.normal(size=off.shape) + self.off_target * off
         x = np.concatenate([bio, nuisance], axis=1) @ self.rotation
-        return x + self.student_noise * rng.normal(size=x.shape), bio, nuisance
+        x = x + self.noise * rng.normal(size=x.shape)
+        if extra_noise > 0:
+            x = x + extra_noise * rng.normal(size=x.shape)
+        x = _add_batch_effects(rng, x, batch, n_batches, shift=self.batch_shift, scale=self.batch_scale)
+        return x, bio, nuisance
+
+
+@dataclass(frozen=True)
+class _Expression:
+    """Step 5, expression counts over a panel of real genes, driven by the student's programmes."""
+
+    panel: pd.Index  # (n_panel_genes,) sorted gene symbols
+    log_abundance: np.ndarray  # (n_panel_genes,)
+    loadings: np.ndarray  # (n_bio, n_panel_genes) effect of the biological read-out on log expression
+    nuisance_loadings: np.ndarray  # (n_nuisance, n_panel_genes) effect of the unrelated programmes
+    dispersion: float
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        symbols: pd.Index,
+        n_genes: int,
+        *,
+        n_bio: int,
+        n_nuisance: int,
+        dispersion: float,
+    ) -> _Expression:
+        """Draw the loadings, the abundances and a panel of ``n_genes`` among ``symbols``."""
+        loadings = rng.normal(scale=_LOADING_SCALE / np.sqrt(n_bio), size=(n_bio, n_genes))
+        nuisance_loadings = rng.normal(
+            scale=_NUISANCE_LOADING * _LOADING_SCALE / np.sqrt(n_bio), size=(n_nuisance, n_genes)
+        )
+        log_abundance = rng.normal(size=n_genes)
+        panel = pd.Index(np.sort(rng.choice(symbols, n_genes, replace=False)))
+        return cls(
+            panel=panel,
+            log_abundance=log_abundance,
+            loadings=loadings,
+            nuisance_loadings=nuisance_loadings,
+            dispersion=dispersion,
+        )
 
     def counts(
         self,
         rng: np.random.Generator,
         bio: np.ndarray,
         nuisance: np.ndarray,
-        batch_effect: np.ndarray,
+        batch: np.ndarray,
+        n_batches: int,
         library_size: float,
-        dispersion: float,
     ) -> np.ndarray:
         """Negative binomial (gamma-Poisson) counts whose log-means are driven by the biological read-out.
 
-        The unrelated programmes enter weakly, and ``batch_effect`` (one row per sample) is the expression's own.
+        The unrelated programmes enter weakly, and each of the ``n_batches`` batches has per-gene effects of the
+        expression's own.
         """
-        logits = self.log_abundance + bio @ self.loadings + nuisance @ self.nuisance_loadings + batch_effect
+        batch_effect = _EXPRESSION_BATCH * rng.normal(size=(n_batches, len(self.panel)))
+        logits = self.log_abundance + bio @ self.loadings + nuisance @ self.nuisance_loadings + batch_effect[batch]
         rates = np.exp(logits - logits.max(axis=1, keepdims=True))
         size = library_size * np.exp(0.25 * rng.normal(size=(len(bio), 1)))
         mean = size * rates / rates.sum(axis=1, keepdims=True)
-        return rng.poisson(rng.gamma(dispersion, mean / dispersion)).astype(np.float32)
+        return rng.poisson(rng.gamma(self.dispersion, mean / self.dispersion)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -114,23 +297,26 @@ class _Conditions:
         return obs, np.where(ctrl[:, None], 0.0, self.effect[idx]), np.where(ctrl[:, None], 0.0, self.off_target[idx])
 
 
-def _orthogonal(rng: np.random.Generator, n_rows: int, n_cols: int) -> np.ndarray:
-    """An ``n_rows x n_cols`` block of a random orthogonal matrix (orthonormal rows or columns)."""
-    q = np.linalg.qr(rng.normal(size=(max(n_rows, n_cols),) * 2))[0]
-    return q[:n_rows, :n_cols]
+@dataclass(frozen=True)
+class _Screen:
+    """One screen seen by one modality: its conditions and plate layout."""
 
-
-def _loguniform(rng: np.random.Generator, low: float, high: float, size: int) -> np.ndarray:
-    return np.exp(rng.uniform(np.log(low), np.log(high), size))
+    prefix: str  # of the batch labels and the sample names
+    conditions: _Conditions
+    n_replicates: int  # replicates (cells) per condition
+    n_batches: int
+    n_controls: int  # per batch
+    library_size: float | None  # typical total count of the transcriptomics; None for microscopy (the teacher)
+    extra_noise: float = 0.0  # of the student embedding, before the batch effects (single cells)
 
 
 def _gene_programs(
     rng: np.random.Generator, *, n_genes: int, n_latent: int, edge_fraction: float, smoothing_steps: int
-) -> tuple[pd.Index, np.ndarray, pd.Index]:
-    """Real genes with unit latent programs smoothed over a random part of their known relationships.
+) -> tuple[pd.DataFrame, pd.Index]:
+    """Step 1: real genes with unit latent programs smoothed over a random part of their known relationships.
 
-    Returns the chosen genes (sorted), their ``(n_genes, n_latent)`` programs and every gene symbol of the
-    databases (for the expression panel).
+    Returns the programs (rows: the chosen genes, sorted; columns ``"z1"``, ``"z2"``, ...) and every gene symbol
+    of the databases (for the expression panel).
     """
     tables = [relationships(source) for source in SOURCES]
     n_sources = Counter(g for t in tables for g in pd.unique(t[["entity1", "entity2"]].to_numpy().ravel()))
@@ -157,13 +343,14 @@ def _gene_programs(
     for _ in range(smoothing_steps):
         programs = diffusion @ programs
     programs /= np.linalg.norm(programs, axis=1, keepdims=True)
-    return candidates[chosen], programs, pd.Index(sorted(n_sources))
+    columns = [f"z{i + 1}" for i in range(n_latent)]
+    return pd.DataFrame(programs, index=candidates[chosen], columns=columns), pd.Index(sorted(n_sources))
 
 
 def _layout(
     rng: np.random.Generator, *, n_conditions: int, n_replicates: int, n_batches: int, n_controls: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plate layout: condition index (-1 for controls), batch and replicate number of every sample.
+    """The plate layout: condition index (-1 for controls), batch and replicate number of every sample.
 
     Replicate ``r`` of a condition goes to batch ``(o + r) mod n_batches`` for a random offset ``o``, so the
     replicates of a condition are in different batches (all batches when ``n_replicates == n_batches``).
@@ -184,13 +371,106 @@ def _layout(
     return cond[order], batch[order], replicate[order]
 
 
-def _batch_effects(
-    rng: np.random.Generator, n_batches: int, dim: int, *, shift: float, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-batch symmetric positive-definite scalings ``exp(scale * N(0, 1))`` along random axes, and shifts."""
-    axes = np.stack([_orthogonal(rng, dim, dim) for _ in range(n_batches)])
-    gains = np.exp(scale * rng.normal(size=(n_batches, 1, dim)))
-    return (axes * gains) @ axes.transpose(0, 2, 1), shift * rng.normal(size=(n_batches, dim))
+def _compound_conditions(
+    rng: np.random.Generator,
+    gene_programs: pd.DataFrame,
+    *,
+    n_compounds: int,
+    n_doses: int,
+    max_targets: int,
+    n_nuisance: int,
+) -> _Conditions:
+    """Step 2, the compound screen: targets, direction, potency and Hill response of each compound and dose.
+
+    Conditions are compound x dose, compound-major.
+    """
+    genes, programs = gene_programs.index, gene_programs.to_numpy()
+    n_latent = programs.shape[1]
+    targets, directions = [], np.empty((n_compounds, n_latent))
+    for c in range(n_compounds):
+        hit = np.sort(rng.choice(len(genes), rng.integers(1, max_targets + 1), replace=False))
+        directions[c] = rng.dirichlet(np.ones(hit.size)) @ programs[hit]
+        targets.append(";".join(genes[hit]))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    doses = np.geomspace(*_DOSE_RANGE, n_doses)[::-1]
+    potency, ec50 = _loguniform(rng, 0.7, 2.5, n_compounds), _loguniform(rng, 0.3, 3.0, n_compounds)
+    strength = potency[:, None] * doses[None, :] / (doses[None, :] + ec50[:, None])
+    return _Conditions(
+        kind="compound",
+        control="DMSO",
+        label=np.repeat([f"CPD{c + 1:04d}" for c in range(n_compounds)], n_doses),
+        dose=np.tile(doses, n_compounds),
+        targets=np.repeat(targets, n_doses),
+        effect=(directions[:, None, :] * strength[:, :, None]).reshape(-1, n_latent),
+        off_target=np.repeat(rng.normal(size=(n_compounds, n_nuisance)), n_doses, axis=0),
+    )
+
+
+def _knockout_conditions(
+    rng: np.random.Generator, gene_programs: pd.DataFrame, *, n_ood_genes: int, n_nuisance: int
+) -> _Conditions:
+    """Step 2, the knockouts of the OOD screens: ``n_ood_genes`` of the genes, each with effect ``a_g z_g``."""
+    genes, programs = gene_programs.index, gene_programs.to_numpy()
+    ko = np.sort(rng.choice(len(genes), n_ood_genes, replace=False))
+    return _Conditions(
+        kind="gene",
+        control="non-targeting",
+        label=genes[ko].to_numpy(),
+        dose=np.full(n_ood_genes, np.nan),
+        targets=genes[ko].to_numpy(),
+        effect=_loguniform(rng, 0.5, 2.0, n_ood_genes)[:, None] * programs[ko],
+        off_target=rng.normal(size=(n_ood_genes, n_nuisance)),
+    )
+
+
+def _samples(
+    rng: np.random.Generator, screen: _Screen, bio_noise: float
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2 for the samples of one screen: plate layout, ``obs`` and latent states.
+
+    Returns ``obs``, the latent states ``h = effect + bio_noise * N(0, I)``, the off-target directions scaled by
+    the size of the effect (``|effect| * o_p``) and the batch index of every sample.
+    """
+    cond, batch, replicate = _layout(
+        rng,
+        n_conditions=len(screen.conditions.label),
+        n_replicates=screen.n_replicates,
+        n_batches=screen.n_batches,
+        n_controls=screen.n_controls,
+    )
+    obs, effect, off = screen.conditions.samples(cond)
+    obs.insert(0, "batch", pd.Categorical([f"{screen.prefix}{b + 1}" for b in batch]))
+    obs["replicate"] = replicate
+    obs.index = pd.Index([f"{screen.prefix}_{i:05d}" for i in range(len(obs))])
+    h = effect + bio_noise * rng.normal(size=effect.shape)
+    return obs, h, np.linalg.norm(effect, axis=1, keepdims=True) * off, batch
+
+
+def _screen_adata(
+    rng: np.random.Generator,
+    count_rng: np.random.Generator,
+    screen: _Screen,
+    *,
+    teacher: _Teacher,
+    student: _Student,
+    expression: _Expression,
+    bio_noise: float,
+) -> ad.AnnData:
+    """Steps 2 to 6 for one screen: the AnnData of its samples, seen by microscopy or by transcriptomics.
+
+    ``count_rng`` is the stream of the counts (step 5), ``rng`` that of everything else.
+    """
+    obs, h, off, batch = _samples(rng, screen, bio_noise)
+    if screen.library_size is None:
+        adata = ad.AnnData(obs=obs)
+        adata.obsm["X_phenom"] = teacher.embed(rng, h, batch, screen.n_batches)
+    else:
+        x, bio, nuisance = student.embed(rng, h, off, batch, screen.n_batches, screen.extra_noise)
+        counts = expression.counts(count_rng, bio, nuisance, batch, screen.n_batches, screen.library_size)
+        adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=expression.panel))
+        adata.obsm["X_emb"] = x
+    adata.obsm["X_latent"] = h
+    return adata
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -204,6 +484,26 @@ def _check_float(name: str, value: object, *, positive: bool = False) -> float:
     if not ok or value < 0 or (positive and value == 0):
         raise ValueError(f"`{name}` must be a {'positive' if positive else 'non-negative'} number, got {value!r}.")
     return float(value)
+
+
+def _check_arguments(args: dict[str, object]) -> dict[str, float | int]:
+    """Validate the arguments of :func:`simulate_weakly_paired` (its ``locals()``); returns them but ``rng``."""
+    p: dict[str, float | int] = {name: _check_int(name, args[name], lo) for name, lo in _INT_MINIMUMS.items()}
+    p |= {name: _check_float(name, args[name], positive=pos) for name, pos in _FLOAT_POSITIVE.items()}
+    if p["edge_fraction"] > 1:
+        raise ValueError(f"`edge_fraction` must be in (0, 1], got {args['edge_fraction']!r}.")
+    if p["n_ood_genes"] > p["n_genes"]:
+        raise ValueError(
+            f"`n_ood_genes={p['n_ood_genes']}` exceeds `n_genes={p['n_genes']}`; the knockouts are among them."
+        )
+    if p["max_targets"] > p["n_genes"]:
+        raise ValueError(f"`max_targets={p['max_targets']}` exceeds `n_genes={p['n_genes']}`.")
+    if p["n_nuisance"] >= p["n_student_dims"]:
+        raise ValueError(
+            f"`n_nuisance={p['n_nuisance']}` must be smaller than `n_student_dims={p['n_student_dims']}` "
+            "(the rest carries biology)."
+        )
+    return p
 
 
 def simulate_weakly_paired(
@@ -416,152 +716,50 @@ def simulate_weakly_paired(
         ``{"params": <the arguments but rng>, "gene_programs": DataFrame (genes x latent dims), "version": ...}``.
     """
     timer = Timer("simulating weakly paired data")
-    ints = {
-        "n_compounds": (n_compounds, 1),
-        "n_doses": (n_doses, 1),
-        "n_replicates": (n_replicates, 1),
-        "n_batches": (n_batches, 1),
-        "n_controls": (n_controls, 2),
-        "n_genes": (n_genes, 2),
-        "n_ood_genes": (n_ood_genes, 2),
-        "n_ood_replicates": (n_ood_replicates, 1),
-        "n_ood_batches": (n_ood_batches, 1),
-        "n_sc_cells": (n_sc_cells, 1),
-        "n_sc_batches": (n_sc_batches, 1),
-        "n_sc_controls": (n_sc_controls, 2),
-        "max_targets": (max_targets, 1),
-        "n_latent": (n_latent, 1),
-        "n_student_dims": (n_student_dims, 2),
-        "n_nuisance": (n_nuisance, 0),
-        "n_teacher_dims": (n_teacher_dims, 1),
-        "n_panel_genes": (n_panel_genes, 1),
-        "smoothing_steps": (smoothing_steps, 0),
-    }
-    params: dict[str, float | int] = {name: _check_int(name, v, lo) for name, (v, lo) in ints.items()}
-    floats = {
-        "saturation": (saturation, True),
-        "stress": (stress, False),
-        "bio_noise": (bio_noise, False),
-        "student_noise": (student_noise, False),
-        "teacher_noise": (teacher_noise, False),
-        "nuisance_scale": (nuisance_scale, False),
-        "off_target": (off_target, False),
-        "batch_shift": (batch_shift, False),
-        "batch_scale": (batch_scale, False),
-        "library_size": (library_size, True),
-        "dispersion": (dispersion, True),
-        "sc_noise": (sc_noise, False),
-        "sc_library_size": (sc_library_size, True),
-        "edge_fraction": (edge_fraction, True),
-    }
-    params |= {name: _check_float(name, v, positive=pos) for name, (v, pos) in floats.items()}
-    if edge_fraction > 1:
-        raise ValueError(f"`edge_fraction` must be in (0, 1], got {edge_fraction!r}.")
-    if n_ood_genes > n_genes:
-        raise ValueError(f"`n_ood_genes={n_ood_genes}` exceeds `n_genes={n_genes}`; the knockouts are among them.")
-    if max_targets > n_genes:
-        raise ValueError(f"`max_targets={max_targets}` exceeds `n_genes={n_genes}`.")
-    if n_nuisance >= n_student_dims:
-        raise ValueError(
-            f"`n_nuisance={n_nuisance}` must be smaller than `n_student_dims={n_student_dims}` (the rest carries biology)."
-        )
+    params = _check_arguments(locals())
     gen = resolve_rng(rng)
     # the expression panel and the counts draw from their own stream, so that they leave the embeddings unchanged
     count_gen = np.random.default_rng(gen.integers(2**63))
-
-    genes, programs, symbols = _gene_programs(
+    gene_programs, symbols = _gene_programs(
         gen, n_genes=n_genes, n_latent=n_latent, edge_fraction=edge_fraction, smoothing_steps=smoothing_steps
     )
-    n_bio = n_student_dims - n_nuisance
-    axis = gen.normal(size=n_bio)
-    assay = _Assay(
+    student = _Student.draw(
+        gen,
+        n_latent=n_latent,
+        n_dims=n_student_dims,
+        n_nuisance=n_nuisance,
         saturation=saturation,
         stress=stress,
-        mix_bio=gen.normal(size=(n_latent, n_bio)) / np.sqrt(n_latent),
-        stress_axis=axis / np.linalg.norm(axis),
-        rotation=_orthogonal(gen, n_student_dims, n_student_dims),
-        teacher_map=_orthogonal(gen, n_latent, n_teacher_dims),
-        loadings=count_gen.normal(scale=_LOADING_SCALE / np.sqrt(n_bio), size=(n_bio, n_panel_genes)),
-        nuisance_loadings=count_gen.normal(
-            scale=_NUISANCE_LOADING * _LOADING_SCALE / np.sqrt(n_bio), size=(n_nuisance, n_panel_genes)
-        ),
-        log_abundance=count_gen.normal(size=n_panel_genes),
-        student_noise=student_noise,
-        teacher_noise=teacher_noise,
+        noise=student_noise,
         nuisance_scale=nuisance_scale,
         off_target=off_target,
+        batch_shift=batch_shift,
+        batch_scale=batch_scale,
     )
-    panel = pd.Index(np.sort(count_gen.choice(symbols, n_panel_genes, replace=False)))
-
-    # compound screen conditions: compound x dose, compound-major
-    targets, directions = [], np.empty((n_compounds, n_latent))
-    for c in range(n_compounds):
-        hit = np.sort(gen.choice(n_genes, gen.integers(1, max_targets + 1), replace=False))
-        directions[c] = gen.dirichlet(np.ones(hit.size)) @ programs[hit]
-        targets.append(";".join(genes[hit]))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    doses = np.geomspace(*_DOSE_RANGE, n_doses)[::-1]
-    potency, ec50 = _loguniform(gen, 0.7, 2.5, n_compounds), _loguniform(gen, 0.3, 3.0, n_compounds)
-    strength = potency[:, None] * doses[None, :] / (doses[None, :] + ec50[:, None])
-    compounds = _Conditions(
-        kind="compound",
-        control="DMSO",
-        label=np.repeat([f"CPD{c + 1:04d}" for c in range(n_compounds)], n_doses),
-        dose=np.tile(doses, n_compounds),
-        targets=np.repeat(targets, n_doses),
-        effect=(directions[:, None, :] * strength[:, :, None]).reshape(-1, n_latent),
-        off_target=np.repeat(gen.normal(size=(n_compounds, n_nuisance)), n_doses, axis=0),
+    teacher = _Teacher.draw(
+        gen, n_latent, n_teacher_dims, noise=teacher_noise, batch_shift=batch_shift, batch_scale=batch_scale
     )
-    ko = np.sort(gen.choice(n_genes, n_ood_genes, replace=False))
-    knockouts = _Conditions(
-        kind="gene",
-        control="non-targeting",
-        label=genes[ko].to_numpy(),
-        dose=np.full(n_ood_genes, np.nan),
-        targets=genes[ko].to_numpy(),
-        effect=_loguniform(gen, 0.5, 2.0, n_ood_genes)[:, None] * programs[ko],
-        off_target=gen.normal(size=(n_ood_genes, n_nuisance)),
+    n_bio = n_student_dims - n_nuisance
+    expression = _Expression.draw(
+        count_gen, symbols, n_panel_genes, n_bio=n_bio, n_nuisance=n_nuisance, dispersion=dispersion
     )
-    gene_programs = pd.DataFrame(programs, index=genes, columns=[f"z{i + 1}" for i in range(n_latent)])
-    # name: (batch prefix, conditions, replicates (cells) per condition, batches, controls per batch, extra
-    # embedding noise, library size); the single-cell screen comes last, so that it leaves the others unchanged
+    compounds = _compound_conditions(
+        gen, gene_programs, n_compounds=n_compounds, n_doses=n_doses, max_targets=max_targets, n_nuisance=n_nuisance
+    )
+    knockouts = _knockout_conditions(gen, gene_programs, n_ood_genes=n_ood_genes, n_nuisance=n_nuisance)
+    # the single-cell screen comes last, so that it leaves the others unchanged
     screens = {
-        "student": ("tx", compounds, n_replicates, n_batches, n_controls, 0.0, library_size),
-        "teacher": ("img", compounds, n_replicates, n_batches, n_controls, 0.0, library_size),
-        "ood": ("tx_ko", knockouts, n_ood_replicates, n_ood_batches, n_controls, 0.0, library_size),
-        "ood_teacher": ("img_ko", knockouts, n_ood_replicates, n_ood_batches, n_controls, 0.0, library_size),
-        "ood_sc": ("tx_sc", knockouts, n_sc_cells, n_sc_batches, n_sc_controls, sc_noise, sc_library_size),
+        "student": _Screen("tx", compounds, n_replicates, n_batches, n_controls, library_size),
+        "teacher": _Screen("img", compounds, n_replicates, n_batches, n_controls, None),
+        "ood": _Screen("tx_ko", knockouts, n_ood_replicates, n_ood_batches, n_controls, library_size),
+        "ood_teacher": _Screen("img_ko", knockouts, n_ood_replicates, n_ood_batches, n_controls, None),
+        "ood_sc": _Screen("tx_sc", knockouts, n_sc_cells, n_sc_batches, n_sc_controls, sc_library_size, sc_noise),
     }
     out = {}
-    for name, (prefix, conditions, reps, n_b, n_ctrl, extra_noise, lib) in screens.items():
-        cond, batch, replicate = _layout(
-            gen, n_conditions=len(conditions.label), n_replicates=reps, n_batches=n_b, n_controls=n_ctrl
+    for name, screen in screens.items():
+        adata = _screen_adata(
+            gen, count_gen, screen, teacher=teacher, student=student, expression=expression, bio_noise=bio_noise
         )
-        obs, effect, off = conditions.samples(cond)
-        obs.insert(0, "batch", pd.Categorical([f"{prefix}{b + 1}" for b in batch]))
-        obs["replicate"] = replicate
-        obs.index = pd.Index([f"{prefix}_{i:05d}" for i in range(len(obs))])
-        h = effect + bio_noise * gen.normal(size=effect.shape)
-        teacher = name.endswith("teacher")
-        if teacher:
-            x = assay.teacher(gen, h)
-            factor = _TEACHER_BATCH_FACTOR
-        else:
-            x, bio, nuisance = assay.student(gen, h, np.linalg.norm(effect, axis=1, keepdims=True) * off)
-            if extra_noise > 0:
-                x = x + extra_noise * gen.normal(size=x.shape)
-            factor = 1.0
-        scalings, shifts = _batch_effects(gen, n_b, x.shape[1], shift=factor * batch_shift, scale=factor * batch_scale)
-        x = np.einsum("nd,nde->ne", x, scalings[batch]) + shifts[batch]
-        if teacher:
-            adata = ad.AnnData(obs=obs)
-            adata.obsm["X_phenom"] = x
-        else:
-            expression_batch = _EXPRESSION_BATCH * count_gen.normal(size=(n_b, n_panel_genes))
-            counts = assay.counts(count_gen, bio, nuisance, expression_batch[batch], lib, dispersion)
-            adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=panel))
-            adata.obsm["X_emb"] = x
-        adata.obsm["X_latent"] = h
         adata.uns["simulate_weakly_paired"] = {
             "params": dict(params),
             "gene_programs": gene_programs.copy(),

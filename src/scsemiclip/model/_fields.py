@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from anndata import AnnData
 from scvi.data.fields import BaseAnnDataField, ObsmField
 
@@ -30,6 +31,11 @@ class EmbeddingField(ObsmField):
     def validate_field(self, adata: AnnData) -> None:
         """Check that the embedding exists and is dense, numeric and finite."""
         get_rep(adata, self.attr_key)
+
+    def register_field(self, adata: AnnData) -> dict:
+        """Validate the embedding and record its column names (``0 .. d - 1``), without logging."""
+        self.validate_field(adata)
+        return {self.COLUMN_NAMES_KEY: np.arange(get_rep(adata, self.attr_key).shape[1])}
 
 
 class ObsColumnsField(BaseAnnDataField):

@@ -6,22 +6,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from anndata import AnnData
-from lightning.pytorch.strategies import DDPStrategy
 from scvi.data import AnnDataManager
-from scvi.data._constants import _SETUP_ARGS_KEY
-from scvi.model._utils import parse_device_args
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
+from scsemiclip._core import batch_control_weights, resolve_device, zca_tvn
+from scsemiclip._settings import settings
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed, version_info
 from scsemiclip.module import SemiClippedModule
-from scsemiclip.pp._corrections import batch_control_weights, correct_array
-from scsemiclip.train import DeviceDataSplitter, SemiClippedTrainingPlan
+from scsemiclip.train import DeviceDataSplitter, EpochProgressBar, SemiClippedTrainingPlan, quiet_lightning
 
 from ._fields import (
     BATCH_KEY,
@@ -36,13 +35,14 @@ from ._fields import (
 from ._pairing import Pairing, weak_pairs
 
 if TYPE_CHECKING:
-    import pandas as pd
     from lightning.pytorch.strategies import Strategy
 
 logger = logging.getLogger("scsemiclip")
 
 #: File written by :meth:`SemiClipped.save`.
 MODEL_FILE = "model.pt"
+#: Key of the set-up arguments in scvi-tools' registry (``AnnDataManager.registry``, see ``view_registry``).
+SETUP_ARGS = "setup_args"
 #: Start methods of Lightning's DDP strategy names.
 _DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 
@@ -56,24 +56,11 @@ def _about(what: str) -> Iterator[None]:
         raise ValueError(f"{what}: {err}") from err
 
 
-def _zca_tvn(
-    x: np.ndarray,
-    is_control: np.ndarray,
-    codes: np.ndarray,
-    labels: pd.Index,
-    *,
-    batch_key: str | None,
-    coral_reg: float,
-) -> np.ndarray:
-    """Basis-preserving TVN with per-batch CORAL on the data's own controls (SPEC §2, §3.5-6)."""
-    return correct_array(
-        x, is_control, codes, labels, method="tvn", batch_key=batch_key, coral=True, coral_reg=coral_reg, basis="zca"
-    )
-
-
 def _ddp_without_buffer_broadcast(strategy: str | Strategy) -> str | Strategy:
     """Lightning's DDP strategy names as ``DDPStrategy(broadcast_buffers=False)`` (the frozen teacher is a buffer)."""
     if isinstance(strategy, str) and strategy in _DDP_START_METHODS:
+        from lightning.pytorch.strategies import DDPStrategy
+
         return DDPStrategy(broadcast_buffers=False, start_method=_DDP_START_METHODS[strategy])
     return strategy
 
@@ -183,22 +170,13 @@ class SemiClipped(BaseModelClass):
         n_keys: int | None = None,
     ) -> None:
         super().__init__(adata)
-        setup = self.adata_manager.registry[_SETUP_ARGS_KEY]
-        self.student_rep: str = setup["student_rep"]
-        self.pair_keys: tuple[str, ...] = tuple(setup["pair_keys"])
-        self.batch_key: str | None = setup["batch_key"]
-        self.control_key: str | None = setup["control_key"]
-        if inference_tvn is None:
-            inference_tvn = self.control_key is not None
-        for flag, value in (("pea", pea), ("inference_tvn", inference_tvn)):
-            if value and self.control_key is None:
-                raise ValueError(
-                    f"`{flag}=True` needs the student's controls, but the data was set up with `control_key=None`; "
-                    f"mark the controls (pp.mark_controls) or pass `{flag}=False`."
-                )
+        objective_kwargs = dict(objective_kwargs or {})
+        inference_tvn = self._read_setup(pea=pea, inference_tvn=inference_tvn)
         self.pea = pea
         self.inference_tvn = inference_tvn
         self.coral_reg = coral_reg
+        self.teacher_batch_key = self.batch_key if teacher_batch_key is None else teacher_batch_key
+        self.teacher_control_key = self.control_key if teacher_control_key is None else teacher_control_key
         self._rng = resolve_rng(rng)
         x = get_rep(adata, self.student_rep)
         self.pairing: Pairing | None = None
@@ -207,8 +185,8 @@ class SemiClipped(BaseModelClass):
             z = self._prepare_teacher(
                 teacher,
                 teacher_rep=teacher_rep,
-                batch_key=self.batch_key if teacher_batch_key is None else teacher_batch_key,
-                control_key=self.control_key if teacher_control_key is None else teacher_control_key,
+                batch_key=self.teacher_batch_key,
+                control_key=self.teacher_control_key,
                 tvn=teacher_tvn,
             )
             n_teacher_dims, n_keys = z.shape[1], len(self.pairing.keys)
@@ -236,17 +214,39 @@ class SemiClipped(BaseModelClass):
             if pea:
                 self.module.set_student_controls(*self._controls_by_batch(x))
         self.pair_counts_: dict[str, int] = dict(self.pairing.counts) if self.pairing is not None else {}
-        self._model_summary_string = (
-            f"SemiClipped: adapter {x.shape[1]} -> {tuple(hidden_dims)} -> {n_teacher_dims}, objective {objective!r}, "
-            f"PEA {'on' if pea else 'off'}, inference TVN {'on' if inference_tvn else 'off'}"
-            + (
-                f"; {self.pair_counts_['n_student_paired']} training samples over {n_keys} pairing keys"
-                if self.pairing is not None
-                else ""
-            )
-        )
+        self._model_summary_string = self._summary(objective=objective, hidden_dims=hidden_dims)
         self.init_params_ = self._get_init_params(locals())
         self.init_params_["non_kwargs"].pop("teacher", None)
+
+    def _read_setup(self, *, pea: bool, inference_tvn: bool | None) -> bool:
+        """Read the set-up columns into attributes; check the flags that need controls; resolve ``inference_tvn``."""
+        setup = self.adata_manager.registry[SETUP_ARGS]
+        self.student_rep: str = setup["student_rep"]
+        self.pair_keys: tuple[str, ...] = tuple(setup["pair_keys"])
+        self.batch_key: str | None = setup["batch_key"]
+        self.control_key: str | None = setup["control_key"]
+        if inference_tvn is None:
+            inference_tvn = self.control_key is not None
+        for flag, value in (("pea", pea), ("inference_tvn", inference_tvn)):
+            if value and self.control_key is None:
+                raise ValueError(
+                    f"`{flag}=True` needs the student's controls, but the data was set up with `control_key=None`; "
+                    f"mark the controls (pp.mark_controls) or pass `{flag}=False`."
+                )
+        return inference_tvn
+
+    def _summary(self, *, objective: str, hidden_dims: Sequence[int]) -> str:
+        adapter = self.module.adapter
+        text = (
+            f"SemiClipped: adapter {adapter[0].in_features} -> {tuple(hidden_dims)} -> {adapter[-1].out_features}, "
+            f"objective {objective!r}, PEA {'on' if self.pea else 'off'}, "
+            f"inference TVN {'on' if self.inference_tvn else 'off'}"
+        )
+        if self.pairing is not None:
+            text += (
+                f"; {self.pair_counts_['n_student_paired']} training samples over {len(self.pairing.keys)} pairing keys"
+            )
+        return text
 
     # ----------------------------------------------------------------------------------------------- setup
     @classmethod
@@ -325,7 +325,7 @@ class SemiClipped(BaseModelClass):
                 )
             codes, labels = batch_codes(teacher, batch_key, what="teacher")
             with _about("teacher"):
-                z = _zca_tvn(z, t_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
+                z = zca_tvn(z, t_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
         s_ctrl = (
             control_mask(self.adata, self.control_key)
             if self.control_key is not None
@@ -379,7 +379,7 @@ class SemiClipped(BaseModelClass):
         is_ctrl = control_mask(adata, control_key)
         codes, labels = batch_codes(adata, batch_key)
         with _about("adata"):
-            return _zca_tvn(x, is_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
+            return zca_tvn(x, is_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
 
     def _training_tensors(self) -> dict[str, torch.Tensor]:
         """Input, batch code and key code of every training sample (raw input with PEA: it corrects online)."""
@@ -433,7 +433,10 @@ class SemiClipped(BaseModelClass):
             ``weight_decay``, ``momentum``, ``eps``, ``lr_min``).
         **trainer_kwargs
             Keyword arguments of :class:`scvi.train.Trainer` / :class:`lightning.pytorch.Trainer` (e.g.
-            ``enable_progress_bar=False``, ``precision="bf16-mixed"``).
+            ``enable_progress_bar=False``, ``precision="bf16-mixed"``). The progress bar follows
+            :data:`scsemiclip.settings` ``.progress_bar`` unless ``enable_progress_bar`` is given: one bar per epoch in a
+            terminal or notebook, a line every few seconds when the output goes to a file. Lightning's info lines
+            are shown only at ``settings.verbosity = "debug"``.
 
         Returns
         -------
@@ -456,17 +459,22 @@ class SemiClipped(BaseModelClass):
         datamodule = self._data_splitter_cls(tensors, batch_size=batch_size, seed=torch_seed(self._rng))
         plan = self._training_plan_cls(self.module, seed=torch_seed(self._rng), **(plan_kwargs or {}))
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train // batch_size)))
-        runner = self._train_runner_cls(
-            self,
-            training_plan=plan,
-            data_splitter=datamodule,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=_ddp_without_buffer_broadcast(strategy),
-            **trainer_kwargs,
-        )
-        runner()
+        trainer_kwargs.setdefault("enable_progress_bar", settings.progress_bar)
+        if trainer_kwargs["enable_progress_bar"]:
+            trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), EpochProgressBar()]
+        with quiet_lightning(verbose=logger.getEffectiveLevel() <= logging.DEBUG):
+            runner = self._train_runner_cls(
+                self,
+                training_plan=plan,
+                data_splitter=datamodule,
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                strategy=_ddp_without_buffer_broadcast(strategy),
+                simple_progress_bar=False,
+                **trainer_kwargs,
+            )
+            runner()
 
     # ----------------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -476,15 +484,31 @@ class SemiClipped(BaseModelClass):
         out = [self.module.adapter(chunk.to(device)).cpu() for chunk in xt.split(batch_size)]
         return torch.cat(out).numpy()
 
-    def get_latent_representation(self, adata: AnnData | None = None, *, batch_size: int = 16384) -> np.ndarray:
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        *,
+        student_rep: str | None = None,
+        batch_key: str | None | EllipsisType = ...,
+        control_key: str | None | EllipsisType = ...,
+        batch_size: int = 16384,
+    ) -> np.ndarray:
         """The adapter output ``f_S(TVN(z_S))`` for every row (controls included).
 
         Parameters
         ----------
         adata
-            Data to embed, read with the model's set-up (``student_rep``, ``batch_key``, ``control_key``) but not
-            registered (nothing is written into it); the input TVN is fitted on its own controls. ``None``: the
-            model's AnnData.
+            Data to embed (nothing is written into it; it is not registered); the input TVN is fitted on its own
+            controls. ``None``: the model's AnnData.
+        student_rep
+            Key of the student embedding in ``adata.obsm`` (same encoder and dimension as the training data);
+            ``None``: the model's.
+        batch_key
+            Batch column for the per-batch CORAL step of the input TVN; ``None``: one batch; ``...`` (default): the
+            model's set-up.
+        control_key
+            Boolean control column (at least 2 controls per batch), read only when the model uses input TVN;
+            ``...`` (default): the model's set-up.
         batch_size
             Rows per forward pass.
 
@@ -495,11 +519,34 @@ class SemiClipped(BaseModelClass):
         self._check_if_trained(warn=True)
         adata = self.adata if adata is None else adata
         x = self._model_input(
-            adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
+            adata,
+            student_rep=self.student_rep if student_rep is None else student_rep,
+            batch_key=self.batch_key if batch_key is ... else batch_key,
+            control_key=self.control_key if control_key is ... else control_key,
         )
         return self._adapt(x, batch_size=batch_size)
 
     # ----------------------------------------------------------------------------------------------- save / load
+    @property
+    def setup_args(self) -> dict[str, object]:
+        """The arguments the data was set up with (:meth:`setup_anndata`: ``student_rep``, ``pair_keys``, ...)."""
+        return dict(self.adata_manager.registry[SETUP_ARGS])
+
+    @property
+    def init_args(self) -> dict[str, object]:
+        """The model's keyword arguments with their defaults resolved, as :meth:`save` stores them.
+
+        ``teacher`` is left out; ``inference_tvn``, ``teacher_batch_key`` and ``teacher_control_key`` are the values
+        in use, ``n_teacher_dims`` and ``n_keys`` those of the trained adapter, and ``rng`` the int seed (``None``
+        when a Generator was given).
+        """
+        args = dict(self.init_params_["non_kwargs"])
+        rng = args.get("rng")
+        args["rng"] = int(rng) if isinstance(rng, int | np.integer) else None
+        args["teacher_batch_key"] = self.teacher_batch_key
+        args["teacher_control_key"] = self.teacher_control_key
+        return args
+
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
         """Save the weights and the set-up (``dir_path/model.pt``, loadable with ``torch.load(weights_only=True)``).
 
@@ -520,17 +567,13 @@ class SemiClipped(BaseModelClass):
         if path.exists() and not overwrite:
             raise ValueError(f"{str(path)!r} already exists; pass `overwrite=True` or another directory.")
         path.mkdir(parents=True, exist_ok=True)
-        init_params = dict(self.init_params_["non_kwargs"])
-        rng = init_params.get("rng")
-        init_params["rng"] = int(rng) if isinstance(rng, int | np.integer) else None
-        setup_args = dict(self.adata_manager.registry[_SETUP_ARGS_KEY])
         torch.save(
             {
                 "model": type(self).__name__,
                 "version": version_info(),
                 "state_dict": self.module.state_dict(),
-                "init_params": init_params,
-                "setup_args": setup_args,
+                "init_params": self.init_args,
+                "setup_args": self.setup_args,
                 "n_input": int(self.module.adapter[0].in_features),
                 "pair_counts": {k: int(v) for k, v in self.pair_counts_.items()},
             },
@@ -572,9 +615,6 @@ class SemiClipped(BaseModelClass):
         model.module.load_state_dict(saved["state_dict"])
         model.pair_counts_ = dict(saved["pair_counts"])
         model.is_trained_ = True
-        _, _, torch_device = parse_device_args(
-            accelerator=accelerator, devices=device, return_device="torch", validate_single_device=True
-        )
-        model.to_device(torch_device)
+        model.to_device(resolve_device(accelerator, device))
         model.module.eval()
         return model

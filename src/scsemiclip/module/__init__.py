@@ -1,6 +1,7 @@
 """Torch modules: the Semi-Clipped module and the pluggable training objectives."""
 
-from ._nn import mlp
+from scsemiclip._core import mlp
+
 from ._objectives import OBJECTIVES, ContrastiveObjective, Objective, ObjectiveOutput, info_nce, register_objective
 from ._semiclipped import SemiClippedModule
 

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from scsemiclip.pp._pea import PEABank, check_pea_params, sample_pea_bank
+from scsemiclip._core import PEABank, check_pea_params, mlp, sample_pea_bank
 
-from ._nn import mlp
-from ._objectives import get_objective
-from ._objectives._base import minimise
+from ._objectives import get_objective, minimise
 
 
 def _fit_dtype(device: torch.device) -> torch.dtype:
@@ -55,8 +53,8 @@ class SemiClippedModule(BaseModuleClass):
     pea
         Use PEA during training (requires :meth:`set_student_controls`).
     pea_transforms, p_drop, min_control_fraction, pea_bank_size, coral_reg
-        PEA settings, see :func:`scsemiclip.pp.pea_augment`; ``pea_bank_size`` corrections are fitted per batch at
-        every refresh.
+        PEA settings, as in :func:`scsemiclip.pp.pea_augment` (``transforms``, ...); ``pea_bank_size``
+        corrections are fitted per batch at every refresh.
     """
 
     def __init__(
@@ -109,12 +107,36 @@ class SemiClippedModule(BaseModuleClass):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def param_groups(self, lr: float) -> list[dict[str, object]]:
-        """Optimizer parameter groups: the adapter at ``lr``, then the objective's (:meth:`Objective.param_groups`)."""
+        """Optimizer parameter groups: the adapter at ``lr``, then the objective's (:meth:`Objective.param_groups`).
+
+        Parameters
+        ----------
+        lr
+            Learning rate of the student adapter; the objective's groups scale it by its ``lr_scales``.
+
+        Returns
+        -------
+        ``{"params": [...], "lr": ...}`` dicts: the adapter's trainable parameters at ``lr``, then one per learning
+        rate of the objective's trainable parameters (none when it has none).
+        """
         adapter = [p for p in self.adapter.parameters() if p.requires_grad]
         return [{"params": adapter, "lr": lr}, *self.objective.param_groups(lr)]
 
     def set_teacher(self, teacher: torch.Tensor, counts: torch.Tensor) -> None:
-        """Store the frozen teacher, rows grouped by pairing key (``counts[k]`` rows for key ``k``, all > 0)."""
+        """Store the frozen teacher, rows grouped by pairing key (``counts[k]`` rows for key ``k``, all > 0).
+
+        Parameters
+        ----------
+        teacher
+            ``(n_teacher, d_T)`` the corrected teacher samples, the rows of each key contiguous and in key order.
+        counts
+            ``(n_keys,)`` number of teacher rows of every pairing key (each >= 1, summing to ``n_teacher``).
+
+        Returns
+        -------
+        ``None``; fills the non-persistent buffers ``teacher`` (float32), ``teacher_counts`` and ``teacher_offsets``
+        on the module's device, from which :meth:`sample` draws the partners.
+        """
         if teacher.shape[0] != int(counts.sum()) or bool((counts < 1).any()):
             raise ValueError("`counts` must be positive and sum to the number of teacher rows.")
         device = self.teacher.device
@@ -123,7 +145,21 @@ class SemiClippedModule(BaseModuleClass):
         self.teacher_offsets = torch.cumsum(self.teacher_counts, 0) - self.teacher_counts
 
     def set_student_controls(self, controls: torch.Tensor, counts: Sequence[int]) -> None:
-        """Store the raw student controls, rows grouped by batch (``counts[b]`` >= 2 rows for batch ``b``)."""
+        """Store the raw student controls, rows grouped by batch (``counts[b]`` >= 2 rows for batch ``b``).
+
+        Parameters
+        ----------
+        controls
+            ``(n_controls, d_S)`` the uncorrected student controls, the rows of each batch contiguous and in
+            batch-code order.
+        counts
+            Number of control rows of every batch (each >= 2, summing to ``n_controls``).
+
+        Returns
+        -------
+        ``None``; fills the non-persistent buffer ``student_controls`` (float32, on the module's device) and
+        ``control_counts``, from which :meth:`refresh_bank` fits the PEA bank.
+        """
         if controls.shape[0] != sum(counts) or min(counts, default=0) < 2:
             raise ValueError("Every batch needs at least 2 controls and `counts` must sum to the number of rows.")
         self.student_controls = controls.to(device=self.student_controls.device, dtype=torch.float32)
@@ -154,6 +190,18 @@ class SemiClippedModule(BaseModuleClass):
 
         Lightning (>= 2.2) keeps whatever mode a module was left in, and scvi-tools leaves it in eval mode after
         training or loading; training in eval mode would silently switch PEA off, hence the explicit ``train()``.
+        The objective's :meth:`~Objective.prepare` then gets the stored teacher (see :meth:`set_teacher`) and the
+        pairing-key code of each of its rows.
+
+        Parameters
+        ----------
+        seed
+            Seed of the module's generator, which draws the teacher partners (:meth:`sample`), fits the PEA banks
+            (:meth:`refresh_bank`) and picks each sample's correction (:meth:`inference`).
+
+        Returns
+        -------
+        ``None``; sets ``generator``.
         """
         self.train()
         device = self.teacher.device
@@ -237,6 +285,19 @@ class SemiClippedModule(BaseModuleClass):
         """Adapter output ``h``; in training mode with a PEA bank, ``x`` first gets a random correction of its batch.
 
         The correction runs in float32 even under mixed precision (whitening maps have a large dynamic range).
+
+        Parameters
+        ----------
+        x
+            ``(B, d_S)`` student samples as the data module yields them: raw with PEA (corrected here), the
+            adapter's inference input otherwise.
+        batch
+            ``(B,)`` batch code of every sample (it selects the sample's PEA corrections).
+
+        Returns
+        -------
+        ``{"h": ...}``: the ``(B, d)`` adapter output, ``d`` the teacher's dimension or the objective's
+        ``output_dim``.
         """
         if self.training and self.bank is not None:
             with torch.autocast(x.device.type, enabled=False):
@@ -244,14 +305,37 @@ class SemiClippedModule(BaseModuleClass):
         return {"h": self.adapter(x)}
 
     def sample(self, key: torch.Tensor) -> torch.Tensor:
-        """Draw for every sample a teacher partner uniformly among the teacher samples of its pairing key."""
+        """Draw for every sample a teacher partner uniformly among the teacher samples of its pairing key.
+
+        The draws come from ``generator`` (see :meth:`start_training`); the teacher is the one given to
+        :meth:`set_teacher`.
+
+        Parameters
+        ----------
+        key
+            ``(B,)`` pairing-key code of every sample.
+
+        Returns
+        -------
+        ``(B, d_T)`` the drawn teacher rows (float32, on the module's device).
+        """
         counts = self.teacher_counts[key]
         u = torch.rand(key.shape, generator=self.generator, device=key.device)
         j = torch.minimum((u * counts).long(), counts - 1)
         return self.teacher[self.teacher_offsets[key] + j]
 
     def generative(self, key: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The drawn teacher partners ``z``."""
+        """The drawn teacher partners ``z`` (one :meth:`sample` per minibatch).
+
+        Parameters
+        ----------
+        key
+            ``(B,)`` pairing-key code of every sample.
+
+        Returns
+        -------
+        ``{"z": ...}``: the ``(B, d_T)`` teacher partner of every sample.
+        """
         return {"z": self.sample(key)}
 
     def loss(
@@ -260,6 +344,21 @@ class SemiClippedModule(BaseModuleClass):
         inference_outputs: dict[str, torch.Tensor],
         generative_outputs: dict[str, torch.Tensor],
     ) -> LossOutput:
-        """The objective's loss of the minibatch; its logs become extra metrics."""
+        """The objective's loss of the minibatch; its logs become extra metrics.
+
+        Parameters
+        ----------
+        tensors
+            The minibatch; its ``"key"`` entry (``(B,)`` pairing-key codes) gives the objective's ``labels``.
+        inference_outputs
+            Output of :meth:`inference` (``"h"``: the ``(B, d)`` adapter output).
+        generative_outputs
+            Output of :meth:`generative` (``"z"``: the ``(B, d_T)`` teacher partners).
+
+        Returns
+        -------
+        scvi-tools' ``LossOutput`` with the objective's scalar loss, ``n_obs_minibatch=B`` and the objective's logs
+        (detached 0-d tensors, see :class:`~scsemiclip.module.ObjectiveOutput`) as ``extra_metrics``.
+        """
         out = self.objective(inference_outputs["h"], generative_outputs["z"], labels=tensors["key"])
         return LossOutput(loss=out.loss, n_obs_minibatch=tensors["key"].shape[0], extra_metrics=out.logs)

@@ -8,8 +8,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from scsemiclip.tl import benchmark_summary
-
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -84,6 +82,8 @@ def benchmark(
     -------
     The Axes for a single evaluation set, otherwise the Figure with one panel per set.
     """
+    from scsemiclip.tl import benchmark_summary  # the statistics; imported here so that `pl` does not load `tl`
+
     if metric not in df.columns:
         raise KeyError(f"`df` has no column {metric!r}; pass the table of `tl.benchmark` and one of its metrics.")
     available = list(dict.fromkeys(df["dataset"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from scsemiclip.model import SemiClipped
 
 
-def training_history(model: SemiClipped, *, keys: tuple[str, ...] | None = None, ax: Axes | None = None) -> Axes:
+def training_history(model: SemiClipped, *, keys: Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
     """Plot the per-epoch training curves of a trained model (losses by default).
 
     Parameters

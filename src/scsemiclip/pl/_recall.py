@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -10,10 +11,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.patches import Circle
-
-from scsemiclip.datasets import SOURCES
-from scsemiclip.tl import retrieved_relationships
-from scsemiclip.tl._recall import DEFAULT_THRESHOLDS, SourcesLike, compute_ranks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -91,69 +88,177 @@ def recall(
     return ax
 
 
-def _reps(use_reps: str | Sequence[str]) -> list[str]:
-    reps = [use_reps] if isinstance(use_reps, str) else list(use_reps)
-    if not reps:
-        raise ValueError("`use_reps` is empty; give at least one `.obsm` key.")
-    return reps
+@dataclass(frozen=True)
+class _Result:
+    """A ``tl`` function whose results the plots read from ``adata.uns``, and how its entries are recognised."""
+
+    func: str
+    field: str
+    """The entry's data: ``"table"`` (one table) or ``"tables"`` (one per source)."""
+    param: str
+    """A parameter only this function stores (``params[param]``)."""
+
+    def holds(self, entry: object) -> bool:
+        """Whether an ``adata.uns`` value is a result of :attr:`func`."""
+        return (
+            isinstance(entry, Mapping)
+            and self.field in entry
+            and isinstance(entry.get("params"), Mapping)
+            and self.param in entry["params"]
+        )
+
+    def hint(self, use_rep: str | None, key: str, extra: str = "") -> str:
+        """The call that stores the missing result (``extra``: more arguments, e.g. ``", thresholds=[0.1]"``)."""
+        rep = "..." if use_rep is None else repr(use_rep)
+        return f"run `scsemiclip.tl.{self.func}(adata, use_rep={rep}{extra}, key_added={key!r})` first"
+
+
+_CURVE = _Result("known_relationship_recall_curve", "table", "thresholds")
+_RETRIEVED = _Result("retrieved_relationships", "tables", "threshold")
+
+
+def _selection(use_reps: str | Sequence[str] | None, keys: str | Sequence[str] | None) -> tuple[str, list[str]]:
+    """``("use_rep", embeddings)`` or ``("key", uns keys)``: which stored results a plot draws."""
+    if (use_reps is None) == (keys is None):
+        raise ValueError(
+            "Pass either `use_reps` (embeddings, whose stored results are looked up in adata.uns) or `keys` "
+            f"(keys of adata.uns), not {'both' if keys is not None else 'neither'}."
+        )
+    by, names = ("use_rep", use_reps) if keys is None else ("key", keys)
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError(f"`{by}s` is empty; give at least one.")
+    return by, names
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two stored results hold the same data (tables, or mappings of tables)."""
+    if isinstance(a, pd.DataFrame):
+        return isinstance(b, pd.DataFrame) and a.equals(b)
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return False
+
+
+def _by_key(adata: AnnData, kind: _Result, key: str) -> tuple[str, Mapping]:
+    """``(key, adata.uns[key])``, which must be a result of ``kind``."""
+    if key not in adata.uns:
+        raise KeyError(f"adata.uns has no {key!r}; {kind.hint(None, key)}.")
+    if not kind.holds(adata.uns[key]):
+        raise KeyError(f"adata.uns[{key!r}] is not a result of `scsemiclip.tl.{kind.func}`; {kind.hint(None, key)}.")
+    return key, adata.uns[key]
+
+
+def _by_rep(adata: AnnData, kind: _Result, use_rep: str) -> tuple[str, Mapping]:
+    """The ``uns`` key and result of ``kind`` computed on ``use_rep`` (several equal results: the first)."""
+    found = {k: v for k, v in adata.uns.items() if kind.holds(v) and v["params"].get("use_rep") == use_rep}
+    if not found:
+        raise KeyError(
+            f"adata.uns has no result of `scsemiclip.tl.{kind.func}` for use_rep={use_rep!r}; "
+            f"{kind.hint(use_rep, f'{kind.func}_{use_rep}')} (a distinct `key_added` per embedding: one key holds "
+            "one result)."
+        )
+    (key, first), *others = found.items()
+    if not all(_same(first[kind.field], other[kind.field]) for _, other in others):
+        raise ValueError(
+            f"adata.uns holds several different results of `scsemiclip.tl.{kind.func}` for use_rep={use_rep!r} "
+            f"(keys {list(found)}); pass `keys=` to choose, or delete the stale ones."
+        )
+    return key, first
+
+
+def _stored(adata: AnnData, kind: _Result, by: str, names: list[str]) -> dict[str, tuple[str, Mapping]]:
+    """Name (embedding or key) -> its ``uns`` key and result; a :class:`KeyError` names the call to run first."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"Expected an AnnData with results of `scsemiclip.tl.{kind.func}`, got {type(adata).__name__}.")
+    find = _by_rep if by == "use_rep" else _by_key
+    return {name: find(adata, kind, name) for name in names}
+
+
+def _legend_names(names: list[str], labels: Sequence[str] | Mapping[str, str] | None) -> list[str]:
+    """One legend name per entry of ``names``: ``labels`` in order, or mapped from the entry (default: itself)."""
+    if labels is None or isinstance(labels, Mapping):
+        return [(labels or {}).get(name, name) for name in names]
+    if isinstance(labels, str) or len(labels) != len(names):
+        raise ValueError(f"`labels` needs one name per key of `use_reps` or `keys` ({len(names)}), got {labels!r}.")
+    return list(labels)
+
+
+def _curve(result: Mapping, key: str, *, source: str, thresholds: np.ndarray | None) -> pd.DataFrame:
+    """The rows of one source of a stored curve, by increasing threshold (those of ``thresholds`` if given)."""
+    table = result["table"]
+    if source not in set(table["source"]):
+        stored = [s for s in dict.fromkeys(table["source"]) if s != "mean"]
+        raise ValueError(f"`source={source!r}` is not among the sources {stored} or 'mean' of adata.uns[{key!r}].")
+    curve = table[table["source"] == source].sort_values("threshold")
+    if thresholds is None:
+        return curve
+    match = np.isclose(thresholds[:, None], curve["threshold"].to_numpy(dtype=float)[None, :], rtol=1e-12, atol=0)
+    if not match.any(axis=1).all():
+        use_rep = result["params"].get("use_rep")
+        raise ValueError(
+            f"thresholds {thresholds[~match.any(axis=1)].tolist()} are not stored in adata.uns[{key!r}] (it has "
+            f"{curve['threshold'].tolist()}); {_CURVE.hint(use_rep, key, f', thresholds={thresholds.tolist()}')}."
+        )
+    return curve[match.any(axis=0)]
 
 
 def recall_thresholds(
     adata: AnnData,
     *,
-    use_reps: str | Sequence[str],
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    use_reps: str | Sequence[str] | None = None,
+    keys: str | Sequence[str] | None = None,
+    thresholds: Sequence[float] | None = None,
     source: str = "mean",
-    perturbation_key: str | None = "perturbation",
-    control_key: str | None = "is_control",
-    sources: SourcesLike = SOURCES,
     labels: Sequence[str] | Mapping[str, str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Known-relationship recall against the threshold, one curve per embedding (``adata`` is not modified).
+    """Known-relationship recall against the threshold, one curve per stored result (``adata`` is not modified).
+
+    Draws the curves stored by :func:`scsemiclip.tl.known_relationship_recall_curve`; nothing is recomputed.
 
     Parameters
     ----------
     adata
-        Annotated data (per sample or one row per gene), see :func:`scsemiclip.tl.known_relationship_recall`.
+        Annotated data with results of :func:`scsemiclip.tl.known_relationship_recall_curve` in ``adata.uns``.
     use_reps
-        Keys of the embeddings in ``adata.obsm`` (``"X"`` for ``adata.X``).
+        Embeddings to draw: for each, the result in ``adata.uns`` whose ``params["use_rep"]`` is that embedding
+        (under the default key or any ``key_added``). Give either ``use_reps`` or ``keys``.
+    keys
+        Keys of the results in ``adata.uns`` (the ``key_added`` of each call).
     thresholds
-        Shares of the null in each tail.
+        Thresholds to draw, among the stored ones; ``None`` draws every stored threshold.
     source
-        Which curve: a database name (one of ``sources``) or ``"mean"``.
-    perturbation_key, control_key, sources
-        As in :func:`scsemiclip.tl.known_relationship_recall`.
+        Which curve: a source of the results (e.g. ``"CORUM"``) or ``"mean"``.
     labels
-        Legend names: one per key of ``use_reps`` (in order), or a mapping from key to name (keys it lacks keep
-        their own name); the keys by default.
+        Legend names: one per entry of ``use_reps`` or ``keys`` (in order), or a mapping from entry to name
+        (entries it lacks keep their own name); the entries by default.
     ax
         Axes to draw into; a new figure by default.
 
     Returns
     -------
-    The Axes, with one line per embedding (labelled by ``labels``) and the random expectation ``2 * threshold``.
+    The Axes, with one line per result (labelled by ``labels``) and the random expectation ``2 * threshold``.
+
+    Raises
+    ------
+    KeyError
+        When a result is missing; the message names the call of :func:`scsemiclip.tl.known_relationship_recall_curve`
+        to run first.
+    ValueError
+        When ``source`` or one of ``thresholds`` is not stored, or several different results match an embedding.
     """
-    reps = _reps(use_reps)
-    if labels is None or isinstance(labels, Mapping):
-        names = [(labels or {}).get(rep, rep) for rep in reps]
-    elif isinstance(labels, str) or len(labels) != len(reps):
-        raise ValueError(f"`labels` needs one name per key of `use_reps` ({len(reps)}), got {labels!r}.")
-    else:
-        names = list(labels)
+    by, names = _selection(use_reps, keys)
+    legend = _legend_names(names, labels)
+    results = _stored(adata, _CURVE, by, names)
+    wanted = None if thresholds is None else np.sort(np.atleast_1d(np.asarray(thresholds, dtype=float)))
+    curves = [_curve(result, key, source=source, thresholds=wanted) for key, result in results.values()]
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
-    thresholds = np.sort(np.atleast_1d(thresholds))
-    for k, (rep, name) in enumerate(zip(reps, names, strict=True)):
-        ranks = compute_ranks(
-            adata, use_rep=rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
-        )
-        table = ranks.table(thresholds)
-        if source not in set(table["source"]):
-            raise ValueError(f"`source={source!r}` is not among the sources {list(ranks.sources)} or 'mean'.")
-        curve = table[table["source"] == source]
+    for k, (curve, name) in enumerate(zip(curves, legend, strict=True)):
         ax.plot(curve["threshold"], curve["recall"], marker="o", markersize=3, label=name, color=f"C{k}")
-    ax.plot(thresholds, 2 * thresholds, **_RANDOM_STYLE, label="random")
+    grid = np.unique(np.concatenate([curve["threshold"].to_numpy(dtype=float) for curve in curves]))
+    ax.plot(grid, 2 * grid, **_RANDOM_STYLE, label="random")
     ax.set_xlabel("threshold (share of the null in each tail)")
     ax.set_ylabel("recall")
     ax.set_title(f"Known-relationship recall ({source})")
@@ -178,26 +283,29 @@ def relationship_venn(
     adata: AnnData | Mapping[str, pd.DataFrame | Mapping[str, pd.DataFrame]],
     *,
     use_reps: str | Sequence[str] | None = None,
+    keys: str | Sequence[str] | None = None,
     source: str | None = None,
-    threshold: float = 0.05,
-    perturbation_key: str | None = "perturbation",
-    control_key: str | None = "is_control",
-    sources: SourcesLike = SOURCES,
     ax: Axes | None = None,
 ) -> Axes:
     """Venn diagram of the known relationships retrieved by two or three embeddings (paper Fig. 4).
 
+    Draws the relationships stored by :func:`scsemiclip.tl.retrieved_relationships`; nothing is recomputed
+    (``adata`` is not modified).
+
     Parameters
     ----------
     adata
-        Annotated data with the embeddings ``use_reps``; or, for embeddings of different datasets, a mapping from
-        name to the result of :func:`scsemiclip.tl.retrieved_relationships` (or one of its tables).
+        Annotated data with results of :func:`scsemiclip.tl.retrieved_relationships` in ``adata.uns``; or, for
+        embeddings of different datasets, a mapping from name to the result that function returned (or one of
+        its tables).
     use_reps
-        Two or three keys of ``adata.obsm`` (not used with a mapping).
+        Two or three embeddings: for each, the result in ``adata.uns`` whose ``params["use_rep"]`` is that
+        embedding (under the default key or any ``key_added``). With an AnnData, give either ``use_reps`` or
+        ``keys`` (neither is used with a mapping).
+    keys
+        Two or three keys of the results in ``adata.uns`` (the ``key_added`` of each call).
     source
         One source's relationships; ``None`` pools all sources (a gene pair counts once).
-    threshold, perturbation_key, control_key, sources
-        As in :func:`scsemiclip.tl.retrieved_relationships` (``adata`` is not modified).
     ax
         Axes to draw into; a new figure by default.
 
@@ -205,24 +313,23 @@ def relationship_venn(
     -------
     The Axes, with one circle per embedding (label: name and number of retrieved pairs) and the number of pairs
     in every region.
+
+    Raises
+    ------
+    KeyError
+        When a result is missing; the message names the call of :func:`scsemiclip.tl.retrieved_relationships` to
+        run first.
+    ValueError
+        Unless there are 2 or 3 distinct embeddings, or when several different results match an embedding.
     """
-    if isinstance(adata, AnnData) and use_reps is None:
-        raise ValueError("`use_reps` is required with an AnnData: two or three keys of adata.obsm.")
-    names = _reps(use_reps) if isinstance(adata, AnnData) else list(adata)
+    if isinstance(adata, AnnData):
+        by, names = _selection(use_reps, keys)
+    else:
+        names = list(adata)
     if len(set(names)) != len(names) or len(names) not in (2, 3):
         raise ValueError(f"A Venn diagram needs 2 or 3 distinct embeddings, got {names}.")
     if isinstance(adata, AnnData):
-        retrieved = {
-            rep: retrieved_relationships(
-                adata,
-                use_rep=rep,
-                perturbation_key=perturbation_key,
-                control_key=control_key,
-                sources=sources,
-                threshold=threshold,
-            )
-            for rep in names
-        }
+        retrieved = {name: result["tables"] for name, (_, result) in _stored(adata, _RETRIEVED, by, names).items()}
     else:
         retrieved = dict(adata)
     sets = {name: _pair_set(res, source) for name, res in retrieved.items()}

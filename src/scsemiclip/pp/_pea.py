@@ -2,53 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from scsemiclip._affine import STEPS, TRANSFORM_STEPS, AffineMaps, fit_corrections, sample_control_weights, sample_steps
+from scsemiclip._core import STEPS, batch_control_weights, check_pea_params, sample_pea_bank
+from scsemiclip._docs import doc_adata_rep, doc_control_key, doc_params, doc_pea
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, torch_seed
-
-from ._corrections import batch_control_weights
-
-
-@dataclass
-class PEABank:
-    """A bank of ``bank_size`` random corrections for each of ``n_batches`` batches.
-
-    Map ``b * bank_size + j`` is the ``j``-th transform of batch ``b``.
-
-    Attributes
-    ----------
-    maps
-        The ``n_batches * bank_size`` affine maps.
-    transform_ids
-        Index into ``transforms`` of every map.
-    steps
-        ``(n_maps, len(STEPS))`` booleans: the steps each map kept after step dropout.
-    n_controls
-        Number of controls each map was fitted on.
-    bank_size
-        Maps per batch.
-    """
-
-    maps: AffineMaps
-    transform_ids: torch.Tensor
-    steps: torch.Tensor
-    n_controls: torch.Tensor
-    bank_size: int
-
-    def draw(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw, for every row of batch code ``batch[i]``, one map of its batch uniformly: ``(n,)`` map indices."""
-        j = torch.randint(self.bank_size, batch.shape, generator=generator, device=batch.device)
-        return batch * self.bank_size + j
-
-    def augment(self, x: torch.Tensor, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Apply a randomly drawn map of its batch to every row of ``x`` (one gather, one batched matmul)."""
-        return self.maps.apply_rows(x, self.draw(batch, generator))
 
 
 def steps_to_names(steps: np.ndarray) -> pd.Categorical:
@@ -58,81 +19,7 @@ def steps_to_names(steps: np.ndarray) -> pd.Categorical:
     return pd.Categorical(names[codes])
 
 
-def check_pea_params(*, transforms: tuple[str, ...], p_drop: float, min_control_fraction: float) -> tuple[str, ...]:
-    """Validate PEA hyper-parameters; returns ``transforms`` as a tuple."""
-    transforms = tuple(transforms)
-    if not transforms:
-        raise ValueError("`transforms` must name at least one of 'center', 'standardize', 'tvn'.")
-    unknown = sorted(set(transforms) - set(TRANSFORM_STEPS))
-    if unknown:
-        raise ValueError(f"Unknown PEA transform(s) {unknown}; choose from {list(TRANSFORM_STEPS)}.")
-    if not 0 <= p_drop < 1:
-        raise ValueError(f"`p_drop` must be in [0, 1), got {p_drop}.")
-    if not 0 < min_control_fraction <= 1:
-        raise ValueError(f"`min_control_fraction` must be in (0, 1], got {min_control_fraction}.")
-    return transforms
-
-
-def sample_pea_bank(
-    controls_by_batch: list[torch.Tensor],
-    *,
-    bank_size: int,
-    transforms: tuple[str, ...] = ("center", "standardize", "tvn"),
-    p_drop: float = 0.5,
-    min_control_fraction: float = 0.25,
-    coral_reg: float = 0.5,
-    generator: torch.Generator | None = None,
-) -> PEABank:
-    """Sample a bank of random PEA corrections for every batch, on the controls' device.
-
-    For each of the ``bank_size`` maps of a batch: a transform drawn uniformly from ``transforms``; each of its
-    steps dropped independently with probability ``p_drop`` (at least one kept); fitted on a random subset of
-    the batch's controls of size uniform in ``[max(2, ceil(min_control_fraction * n_b)), n_b]``. TVN maps are
-    basis-preserving (``"zca"``, SPEC §2) and include CORAL on the same controls.
-
-    Parameters
-    ----------
-    controls_by_batch
-        The control embeddings of every batch, each ``(n_b, d)`` with ``n_b >= 2``.
-    bank_size
-        Maps per batch.
-    transforms
-        Names from ``("center", "standardize", "tvn")``.
-    p_drop
-        Step dropout probability (0 disables step dropout: the ablation without augmentation stochasticity).
-    min_control_fraction
-        Smallest fraction of a batch's controls a map is fitted on (1 disables control sampling).
-    coral_reg
-        CORAL ridge.
-    generator
-        Torch generator on the controls' device.
-
-    Returns
-    -------
-    The :class:`PEABank`.
-    """
-    transforms = check_pea_params(transforms=transforms, p_drop=p_drop, min_control_fraction=min_control_fraction)
-    device = controls_by_batch[0].device
-    maps, tids, steps, sizes = [], [], [], []
-    for ctrl in controls_by_batch:
-        tid = torch.randint(len(transforms), (bank_size,), generator=generator, device=device)
-        st = sample_steps(tid, transforms, p_drop=p_drop, generator=generator)
-        w = sample_control_weights(
-            ctrl.shape[0], bank_size, min_fraction=min_control_fraction, generator=generator, device=device
-        )
-        maps.append(fit_corrections(ctrl, w, st, basis="zca", coral_reg=coral_reg))
-        tids.append(tid)
-        steps.append(st)
-        sizes.append(w.sum(1).long())
-    return PEABank(
-        maps=AffineMaps(torch.cat([m.weight for m in maps]), torch.cat([m.bias for m in maps])),
-        transform_ids=torch.cat(tids),
-        steps=torch.cat(steps),
-        n_controls=torch.cat(sizes),
-        bank_size=bank_size,
-    )
-
-
+@doc_params(doc_adata_rep=doc_adata_rep, doc_control_key=doc_control_key, doc_pea=doc_pea)
 def pea_augment(
     adata: ad.AnnData,
     *,
@@ -149,32 +36,21 @@ def pea_augment(
 ) -> ad.AnnData:
     """Augment an embedding with random batch corrections (PEA), offline.
 
-    Every non-control sample gets, in each of ``n_augmentations`` rounds, its own random correction of its batch
-    (see :func:`sample_pea_bank`): a transform drawn from ``transforms``, random step dropout and a random subset
+    Every non-control sample gets, in each of ``n_augmentations`` rounds, its own random correction of its batch:
+    a transform drawn from ``transforms``, random step dropout and a random subset
     of the batch's controls. Corrections are drawn from a bank of ``bank_size`` fitted maps per batch and round
     (``None``: one fitted map per sample, exact but slower). Training uses the same core online on the training
     device (:class:`scsemiclip.model.SemiClipped`).
 
     Parameters
     ----------
-    adata
-        Annotated data with an embedding in ``obsm[use_rep]``.
-    use_rep
-        Key of the embedding in ``adata.obsm``.
+    {doc_adata_rep}
     batch_key
         Column of ``adata.obs`` with the batch whose controls fit the corrections; ``None`` for one batch.
-    control_key
-        Boolean column of ``adata.obs`` marking the negative controls (at least 2 per batch).
+    {doc_control_key}
     n_augmentations
         Augmented copies of every non-control sample.
-    transforms
-        Corrections to draw from: ``"center"``, ``"standardize"``, ``"tvn"``.
-    p_drop
-        Independent dropout probability of each step of a correction (at least one step is kept).
-    min_control_fraction
-        Smallest fraction of a batch's controls a correction is fitted on.
-    coral_reg
-        Ridge of the CORAL step of TVN.
+    {doc_pea}
     bank_size
         Fitted corrections per batch and round; ``None`` fits one per sample.
     rng

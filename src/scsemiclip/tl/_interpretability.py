@@ -16,6 +16,7 @@ import torch
 from scipy import sparse
 from scipy.stats import rankdata
 
+from scsemiclip._core import mlp, resolve_device
 from scsemiclip._utils import (
     RNGLike,
     Timer,
@@ -24,6 +25,7 @@ from scsemiclip._utils import (
     control_mask,
     get_rep,
     resolve_rng,
+    storable,
     torch_seed,
     version_info,
 )
@@ -167,25 +169,9 @@ def score_predictions(
     return pd.Series({"structural_integrity": si, "spearman": rho, "score": 100 * (si + rho) / 2})
 
 
-def _device(accelerator: str) -> torch.device:
-    if accelerator == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"`accelerator={accelerator!r}` but torch sees no CUDA device.")
-        return torch.device("cuda")
-    if accelerator == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"`accelerator` must be 'auto', 'cpu' or 'gpu', got {accelerator!r}.")
-
-
 def decoder(n_in: int, n_out: int) -> torch.nn.Sequential:
     """MLP ``d -> h1 -> h2 -> h3 -> G`` with ``h_i = d + (G - d) i / 4`` and ReLU (Tx-Evaluation's decoder)."""
-    dims = [n_in, *(int(n_in + (n_out - n_in) * i / 4) for i in (1, 2, 3)), n_out]
-    layers: list[torch.nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers[:-1])
+    return mlp(n_in, [int(n_in + (n_out - n_in) * i / 4) for i in (1, 2, 3)], n_out)
 
 
 def _warmup_cosine(step: int, *, warmup: int, total: int) -> float:
@@ -223,6 +209,35 @@ def fit_decoder(
             opt.step()
             sched.step()
     return model.eval()
+
+
+def _design(
+    adata: AnnData, *, batch_key: str, perturbation_key: str, control_key: str
+) -> tuple[np.ndarray, np.ndarray, pd.Index, np.ndarray]:
+    """Controls, batch codes and labels, and perturbation codes; every batch needs a control."""
+    check_obs_keys(adata, [batch_key, perturbation_key])
+    is_ctrl = control_mask(adata, control_key)
+    batch, batch_labels = batch_codes(adata, batch_key)
+    no_ctrl = np.setdiff1d(np.arange(len(batch_labels)), batch[is_ctrl])
+    if no_ctrl.size:
+        raise ValueError(
+            f"Batch {batch_labels[no_ctrl[0]]!r} of adata.obs[{batch_key!r}] has no control sample "
+            f"({no_ctrl.size} batch(es) affected); structural integrity centres each batch on its controls."
+        )
+    pert, _ = pd.factorize(adata.obs[perturbation_key])
+    if (pert[~is_ctrl] < 0).any():
+        raise ValueError(f"adata.obs[{perturbation_key!r}] has missing values among the non-control samples.")
+    return is_ctrl, batch, batch_labels, pert
+
+
+def _counts(adata: AnnData, layer: str | None) -> np.ndarray | sparse.spmatrix:
+    """The expression counts: ``adata.X`` or ``adata.layers[layer]``."""
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"`layer={layer!r}` is not in adata.layers (available: {list(adata.layers.keys())}).")
+    counts = adata.X if layer is None else adata.layers[layer]
+    if counts is None:
+        raise ValueError("adata.X is empty; give the expression counts in `X` or a `layer`.")
+    return counts
 
 
 def interpretability_preservation(
@@ -291,26 +306,13 @@ def interpretability_preservation(
     """
     timer = Timer(f"interpretability preservation of {use_rep!r}")
     emb = get_rep(adata, use_rep)
-    check_obs_keys(adata, [batch_key, perturbation_key])
-    is_ctrl = control_mask(adata, control_key)
-    batch, batch_labels = batch_codes(adata, batch_key)
-    no_ctrl = np.setdiff1d(np.arange(len(batch_labels)), batch[is_ctrl])
-    if no_ctrl.size:
-        raise ValueError(
-            f"Batch {batch_labels[no_ctrl[0]]!r} of adata.obs[{batch_key!r}] has no control sample "
-            f"({no_ctrl.size} batch(es) affected); structural integrity centres each batch on its controls."
-        )
-    pert, _ = pd.factorize(adata.obs[perturbation_key])
-    if (pert[~is_ctrl] < 0).any():
-        raise ValueError(f"adata.obs[{perturbation_key!r}] has missing values among the non-control samples.")
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(f"`layer={layer!r}` is not in adata.layers (available: {list(adata.layers.keys())}).")
-    counts = adata.X if layer is None else adata.layers[layer]
-    if counts is None:
-        raise ValueError("adata.X is empty; give the expression counts in `X` or a `layer`.")
+    is_ctrl, batch, batch_labels, pert = _design(
+        adata, batch_key=batch_key, perturbation_key=perturbation_key, control_key=control_key
+    )
+    counts = _counts(adata, layer)
     gen = resolve_rng(rng)
     train, test = split_samples(batch, pert, is_ctrl, rng=gen, train_fraction=train_fraction)
-    device = _device(accelerator)
+    device = resolve_device(accelerator)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
 
     def tensors(mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,24 +337,27 @@ def interpretability_preservation(
     scores = score_predictions(
         y_test.cpu().numpy(), pred.cpu().numpy(), batch=batch_labels[batch[test]], is_control=is_ctrl[test]
     )
-    adata.uns[key_added] = {
-        "scores": {k: float(v) for k, v in scores.items()},
-        "params": {
-            "use_rep": use_rep,
-            "layer": layer or "",
-            "batch_key": batch_key,
-            "perturbation_key": perturbation_key,
-            "control_key": control_key,
-            "max_epochs": max_epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "warmup_fraction": warmup_fraction,
-            "train_fraction": train_fraction,
-        },
-        "n_train": int(train.sum()),
-        "n_test": int(test.sum()),
-        "version": version_info(),
+    params = {
+        "use_rep": use_rep,
+        "layer": layer,
+        "batch_key": batch_key,
+        "perturbation_key": perturbation_key,
+        "control_key": control_key,
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_fraction": warmup_fraction,
+        "train_fraction": train_fraction,
     }
+    adata.uns[key_added] = storable(
+        {
+            "scores": {k: float(v) for k, v in scores.items()},
+            "params": params,
+            "n_train": int(train.sum()),
+            "n_test": int(test.sum()),
+            "version": version_info(),
+        }
+    )
     timer.done(f"score {scores['score']:.2f}, added uns[{key_added!r}]")
     return scores

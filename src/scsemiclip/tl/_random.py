@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from scsemiclip._utils import RNGLike, control_mask, default_key, get_rep, resolve_rng, version_info
+from scsemiclip._docs import doc_copy, doc_params
+from scsemiclip._utils import RNGLike, control_mask, default_key, get_rep, resolve_rng, storable, version_info
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 
+@doc_params(doc_copy=doc_copy)
 def random_baseline(
     adata: AnnData,
     *,
@@ -46,8 +48,7 @@ def random_baseline(
         Seed or :class:`numpy.random.Generator`.
     key_added
         Key of the result; defaults to ``f"{use_rep}_random_{kind}"``.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_copy}
 
     Returns
     -------
@@ -73,8 +74,7 @@ def random_baseline(
         raise ValueError(f"`kind` must be 'uniform' or 'shuffled', got {kind!r}.")
     target = adata.copy() if copy else adata
     target.obsm[key] = out
-    target.uns[key] = {
-        "params": {"use_rep": use_rep, "kind": kind, "control_key": control_key or ""},
-        "version": version_info(),
-    }
+    target.uns[key] = storable(
+        {"params": {"use_rep": use_rep, "kind": kind, "control_key": control_key}, "version": version_info()}
+    )
     return target if copy else None

@@ -14,19 +14,19 @@ move a pair that ties a null value to within 1e-16 exactly at a threshold; the t
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import lapack
 
-from scsemiclip._utils import Timer, control_mask, get_rep, version_info
-from scsemiclip.datasets._registry import data_dir
-from scsemiclip.datasets._relationships import SOURCES, normalize_pairs, relationships
+from scsemiclip._docs import doc_params, doc_recall_data
+from scsemiclip._settings import settings
+from scsemiclip._utils import Timer, control_mask, get_rep, normalize_pairs, storable, version_info
+from scsemiclip.datasets import SOURCES, data_dir, relationships
 from scsemiclip.pp import aggregate
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25)
 #: The smallest map that is benchmarked (``efaar_benchmarking.constants.MIN_REQ_ENT_CNT``).
 MIN_GENES = 20
 
-F = TypeVar("F", bound=Callable)
 SourcesLike = str | pd.DataFrame | Sequence[str | pd.DataFrame] | Mapping[str, str | pd.DataFrame]
 
 
@@ -202,8 +201,8 @@ def packed_cosines(x: np.ndarray) -> np.ndarray:
 
 
 def _sort_in_chunks(values: np.ndarray) -> list[np.ndarray]:
-    """Sort ``values`` in place as one sorted chunk per CPU core (numpy sorts without the GIL, in threads)."""
-    n_chunks = max(1, min(os.cpu_count() or 1, values.size // 1_000_000))
+    """Sort ``values`` in place as one sorted chunk per thread of ``settings.n_jobs`` (numpy sorts without the GIL)."""
+    n_chunks = max(1, min(settings.n_jobs, values.size // 1_000_000))
     chunks = np.array_split(values, n_chunks)
     with ThreadPoolExecutor(n_chunks) as pool:
         list(pool.map(np.ndarray.sort, chunks))
@@ -277,42 +276,27 @@ def compute_ranks(
     return rank_relationships(x, genes, resolve_sources(sources))
 
 
+def _str_index(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its index as strings (h5ad writes the index of a DataFrame in ``uns`` as strings)."""
+    return table.set_axis(table.index.astype(str))
+
+
 def _params(
     use_rep: str, perturbation_key: str | None, control_key: str | None, ranks: RelationshipRanks
 ) -> dict[str, object]:
-    return {
-        "use_rep": use_rep,
-        "perturbation_key": perturbation_key or "",
-        "control_key": control_key or "",
-        "sources": list(ranks.sources),
-        "n_map_genes": len(ranks.genes),
-        "n_null": ranks.n_null,
-    }
+    return storable(
+        {
+            "use_rep": use_rep,
+            "perturbation_key": perturbation_key,
+            "control_key": control_key,
+            "sources": list(ranks.sources),
+            "n_map_genes": len(ranks.genes),
+            "n_null": ranks.n_null,
+        }
+    )
 
 
-_PARAMS_DOC = """adata
-        Annotated data: per sample (aggregated by ``perturbation_key``, controls dropped) or already one row
-        per gene (used as it is: rows whose labels are unique are their own mean).
-    use_rep
-        Key of the embedding in ``adata.obsm`` (``"X"`` for ``adata.X``).
-    perturbation_key
-        Column of ``adata.obs`` with the gene labels (gene symbols); ``None`` uses ``obs_names`` of a gene-level
-        map.
-    control_key
-        Boolean column of ``adata.obs`` marking the controls (dropped); ``None`` when there are none.
-    sources
-        Databases among ``"CORUM"``, ``"HuMAP"``, ``"Reactome"``, ``"SIGNOR"``, ``"StringDB"`` (see
-        :func:`scsemiclip.datasets.relationships`), DataFrames with columns ``entity1, entity2`` (named
-        ``custom_0``, ``custom_1``, ... in order), or a mapping from name to either."""
-
-
-def _doc_params(func: F) -> F:
-    """Insert the shared parameter text into ``func``'s docstring."""
-    func.__doc__ = func.__doc__.format(params=_PARAMS_DOC)
-    return func
-
-
-@_doc_params
+@doc_params(doc_recall_data=doc_recall_data)
 def known_relationship_recall(
     adata: AnnData,
     *,
@@ -333,7 +317,7 @@ def known_relationship_recall(
 
     Parameters
     ----------
-    {params}
+    {doc_recall_data}
     threshold
         Share of the null in each tail, in ``(0, 0.5]``.
     key_added
@@ -353,8 +337,8 @@ def known_relationship_recall(
     ``n_genes``
         Number of map genes in at least one of those pairs (in any source for the ``"mean"`` row).
 
-    Also writes ``adata.uns[key_added]`` = ``{{"table": <the table>, "params": {{use_rep, perturbation_key,
-    control_key, sources, n_map_genes, n_null, threshold}}, "version": ...}}``.
+    Also writes ``adata.uns[key_added]`` = ``{"table": <the table>, "params": {use_rep, perturbation_key,
+    control_key, sources, n_map_genes, n_null, threshold}, "version": ...}``.
 
     Raises
     ------
@@ -376,7 +360,7 @@ def known_relationship_recall(
     return table
 
 
-@_doc_params
+@doc_params(doc_recall_data=doc_recall_data)
 def known_relationship_recall_curve(
     adata: AnnData,
     *,
@@ -394,7 +378,7 @@ def known_relationship_recall_curve(
 
     Parameters
     ----------
-    {params}
+    {doc_recall_data}
     thresholds
         Shares of the null in each tail, each in ``(0, 0.5]``.
     key_added
@@ -406,8 +390,8 @@ def known_relationship_recall_curve(
     ``n_retrieved``, ``n_pairs``, ``n_genes`` (as in :func:`known_relationship_recall`), one row per source and
     threshold; ``table.pivot(index="threshold", columns="source", values="recall")`` gives the curves.
 
-    Also writes ``adata.uns[key_added]`` = ``{{"table": <the table>, "params": {{use_rep, perturbation_key,
-    control_key, sources, n_map_genes, n_null, thresholds}}, "version": ...}}``.
+    Also writes ``adata.uns[key_added]`` = ``{"table": <the table>, "params": {use_rep, perturbation_key,
+    control_key, sources, n_map_genes, n_null, thresholds}, "version": ...}``.
     """
     thresholds = [_check_threshold(t) for t in np.atleast_1d(thresholds)]
     ranks = compute_ranks(
@@ -415,14 +399,14 @@ def known_relationship_recall_curve(
     )
     table = ranks.table(thresholds)
     adata.uns[key_added] = {
-        "table": table.set_axis(table.index.astype(str)),
+        "table": _str_index(table),
         "params": {**_params(use_rep, perturbation_key, control_key, ranks), "thresholds": thresholds},
         "version": version_info(),
     }
     return table
 
 
-@_doc_params
+@doc_params(doc_recall_data=doc_recall_data)
 def retrieved_relationships(
     adata: AnnData,
     *,
@@ -431,20 +415,26 @@ def retrieved_relationships(
     control_key: str | None = "is_control",
     sources: SourcesLike = SOURCES,
     threshold: float = 0.05,
+    key_added: str = "retrieved_relationships",
 ) -> dict[str, pd.DataFrame]:
     """The known relationships an embedding retrieves, per source (for overlaps between embeddings, paper Fig. 4).
 
     Parameters
     ----------
-    {params}
+    {doc_recall_data}
     threshold
         Share of the null in each tail, in ``(0, 0.5]``.
+    key_added
+        Key of the result in ``adata.uns`` (one key per embedding to compare, see
+        :func:`scsemiclip.pl.relationship_venn`).
 
     Returns
     -------
     Source name -> table of its retrieved pairs with columns ``entity1 < entity2``, ``cosine`` and ``tail``
     (``"right"``: among the top ``threshold`` most similar pairs; ``"left"``: among the bottom ``threshold``).
-    ``adata`` is not modified.
+
+    Also writes ``adata.uns[key_added]`` = ``{"tables": {source: <its table>}, "params": {use_rep,
+    perturbation_key, control_key, sources, n_map_genes, n_null, threshold}, "version": ...}``.
     """
     threshold = _check_threshold(threshold)
     ranks = compute_ranks(
@@ -462,4 +452,9 @@ def retrieved_relationships(
                 "tail": np.where(right[hit], "right", "left"),
             }
         )
+    adata.uns[key_added] = {
+        "tables": {name: _str_index(table) for name, table in out.items()},
+        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "threshold": threshold},
+        "version": version_info(),
+    }
     return out

@@ -1,31 +1,34 @@
-"""Training and applying Semi-Clipped from AnnData / MuData (the scanpy-style entry points of the model)."""
+"""Training and applying Semi-Clipped from AnnData / MuData (the scanpy-style entry points of the model).
+
+The model (and with it scvi-tools and Lightning) is imported when a function runs, so ``import scsemiclip.tl``
+stays light.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import anndata as ad
-import numpy as np
 
-from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, version_info
-from scsemiclip.model import SemiClipped
+from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, storable, version_info
 
 if TYPE_CHECKING:
     from mudata import MuData
 
+    from scsemiclip.model import SemiClipped
 
-def _storable(value: object) -> object:
-    """``value`` with ``None`` as ``""`` and tuples as lists, recursively (what h5ad can write)."""
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return {str(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_storable(v) for v in value]
-    if isinstance(value, np.integer | np.floating | np.bool_):
-        return value.item()
-    return value
+#: Arguments of the model that are not options of :func:`fit_semiclipped` (set from the data).
+_DATA_ARGS = ("n_teacher_dims", "n_keys")
+
+
+def model_options() -> tuple[str, ...]:
+    """The keyword-only options of :class:`~scsemiclip.model.SemiClipped` that :func:`fit_semiclipped` passes on."""
+    from scsemiclip.model import SemiClipped
+
+    params = inspect.signature(SemiClipped.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _DATA_ARGS)
 
 
 def _modalities(
@@ -68,6 +71,8 @@ def fit_semiclipped(
     p_drop: float = 0.5,
     min_control_fraction: float = 0.25,
     pea_bank_size: int = 16,
+    pea_transforms: Sequence[str] = ("center", "standardize", "tvn"),
+    coral_reg: float = 0.5,
     max_epochs: int = 150,
     batch_size: int = 1024,
     lr: float = 1e-3,
@@ -121,6 +126,10 @@ def fit_semiclipped(
     p_drop, min_control_fraction, pea_bank_size
         PEA step dropout, smallest control fraction and corrections per batch and epoch (see
         :class:`~scsemiclip.model.SemiClipped` for the ablation of the paper's Table 2).
+    pea_transforms
+        Corrections PEA draws from (``"center"``, ``"standardize"``, ``"tvn"``).
+    coral_reg
+        Ridge of the CORAL steps (teacher and input TVN, PEA).
     max_epochs
         Training epochs.
     batch_size
@@ -163,6 +172,9 @@ def fit_semiclipped(
     Nothing else of either input is modified (the model is set up on a light copy holding ``obs`` and the
     embedding).
     """
+    from scsemiclip.model import SemiClipped
+
+    arguments = dict(locals())
     student, teacher_ad = _modalities(adata, teacher, student_mod=student_mod, teacher_mod=teacher_mod)
     key = default_key(student_rep, "semiclipped", key_added)
     timer = Timer(f"fitting Semi-Clipped on obsm[{student_rep!r}] with teacher obsm[{teacher_rep!r}]")
@@ -171,24 +183,7 @@ def fit_semiclipped(
     SemiClipped.setup_anndata(
         light, student_rep=student_rep, pair_keys=pair_keys, batch_key=batch_key, control_key=control_key
     )
-    model = SemiClipped(
-        light,
-        teacher_ad,
-        teacher_rep=teacher_rep,
-        teacher_batch_key=teacher_batch_key,
-        teacher_control_key=teacher_control_key,
-        teacher_tvn=teacher_tvn,
-        objective=objective,
-        hidden_dims=hidden_dims,
-        temperature=temperature,
-        objective_kwargs=objective_kwargs,
-        pea=pea,
-        inference_tvn=inference_tvn,
-        p_drop=p_drop,
-        min_control_fraction=min_control_fraction,
-        pea_bank_size=pea_bank_size,
-        rng=rng,
-    )
+    model = SemiClipped(light, teacher_ad, **{name: arguments[name] for name in model_options()})
     plan_kwargs = {"lr": lr, "optimizer": optimizer, **dict(train_kwargs.pop("plan_kwargs", None) or {})}
     model.train(
         max_epochs,
@@ -200,32 +195,11 @@ def fit_semiclipped(
     )
     student.obsm[key] = model.get_latent_representation()
     history = model.history or {}
-    params = {
-        "student_rep": student_rep,
-        "teacher_rep": teacher_rep,
-        "pair_keys": [pair_keys] if isinstance(pair_keys, str) else list(pair_keys),
-        "batch_key": batch_key,
-        "control_key": control_key,
-        "teacher_batch_key": batch_key if teacher_batch_key is None else teacher_batch_key,
-        "teacher_control_key": control_key if teacher_control_key is None else teacher_control_key,
-        "teacher_tvn": teacher_tvn,
-        "objective": objective,
-        "objective_kwargs": dict(objective_kwargs or {}),
-        "pea": pea,
-        "inference_tvn": model.inference_tvn,
-        "p_drop": p_drop,
-        "min_control_fraction": min_control_fraction,
-        "pea_bank_size": pea_bank_size,
-        "max_epochs": max_epochs,
-        "batch_size": batch_size,
-        "temperature": temperature,
-        "hidden_dims": list(hidden_dims),
-        "plan_kwargs": plan_kwargs,
-        "rng": rng if isinstance(rng, int | np.integer) else None,
-    }
-    student.uns[key] = _storable(
+    init_args = {k: v for k, v in model.init_args.items() if k not in _DATA_ARGS}
+    params = {**model.setup_args, **init_args, "max_epochs": max_epochs, "batch_size": batch_size}
+    student.uns[key] = storable(
         {
-            "params": params,
+            "params": {**params, "plan_kwargs": plan_kwargs},
             "final_losses": {name: float(df.iloc[-1, 0]) for name, df in history.items() if len(df)},
             "pair_counts": model.pair_counts_,
             "version": version_info(),
@@ -276,14 +250,14 @@ def apply_semiclipped(
     ``uns[key_added]``
         ``params`` (the arguments and the model's ``inference_tvn`` and objective) and ``version``.
     """
+    from scsemiclip.model import SemiClipped
+
     if not isinstance(model, SemiClipped):
         raise TypeError(f"`model` must be a trained scsemiclip.model.SemiClipped, got {type(model).__name__}.")
-    model._check_if_trained(warn=True)
     rep = model.student_rep if student_rep is None else student_rep
     key = default_key(rep, "semiclipped", key_added)
     timer = Timer(f"applying Semi-Clipped to obsm[{rep!r}]")
-    x = model._model_input(adata, student_rep=rep, batch_key=batch_key, control_key=control_key)
-    out = model._adapt(x, batch_size=16384)
+    out = model.get_latent_representation(adata, student_rep=rep, batch_key=batch_key, control_key=control_key)
     target = adata.copy() if copy else adata
     target.obsm[key] = out
     params = {
@@ -291,8 +265,8 @@ def apply_semiclipped(
         "batch_key": batch_key,
         "control_key": control_key,
         "inference_tvn": model.inference_tvn,
-        "objective": model.init_params_["non_kwargs"]["objective"],
+        "objective": model.init_args["objective"],
     }
-    target.uns[key] = _storable({"params": params, "version": version_info()})
+    target.uns[key] = storable({"params": params, "version": version_info()})
     timer.done(f"added obsm[{key!r}], uns[{key!r}]")
     return target if copy else None

@@ -75,7 +75,25 @@ class DeviceDataSplitter(LightningDataModule):
         self._batches: PermutationBatches | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Move the tensors to the training device and prepare this rank's minibatches."""
+        """Move the tensors to the training device and prepare this rank's minibatches.
+
+        The device is ``trainer.strategy.root_device`` (the CPU without a trainer); the rank and the world size are
+        the trainer's. The permutations are drawn on that device from a generator seeded with ``seed``.
+
+        Parameters
+        ----------
+        stage
+            Lightning's stage (``"fit"``, ...); not used.
+
+        Returns
+        -------
+        ``None``; :meth:`train_dataloader` returns the minibatches from now on.
+
+        Raises
+        ------
+        ValueError
+            If this rank's share of the training samples does not fill one minibatch.
+        """
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -94,9 +112,25 @@ class DeviceDataSplitter(LightningDataModule):
         )
 
     def train_dataloader(self) -> PermutationBatches | None:
-        """Minibatches of this rank (an iterable of dicts of device tensors; available after :meth:`setup`)."""
+        """Minibatches of this rank (an iterable of dicts of device tensors; available after :meth:`setup`).
+
+        Returns
+        -------
+        A :class:`PermutationBatches` yielding, per epoch, ``len()`` dicts with the keys of ``tensors`` and
+        ``batch_size`` rows each; ``None`` before :meth:`setup` or after :meth:`teardown`.
+        """
         return self._batches
 
     def teardown(self, stage: str | None = None) -> None:
-        """Free the device copies."""
+        """Free the device copies.
+
+        Parameters
+        ----------
+        stage
+            Lightning's stage (``"fit"``, ...); not used.
+
+        Returns
+        -------
+        ``None``; the host tensors given to the constructor are kept, a new :meth:`setup` copies them again.
+        """
         self._batches = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import torch
+from lightning.pytorch import LightningModule
 from scvi.train import TrainingPlan
 
 if TYPE_CHECKING:
@@ -74,6 +75,10 @@ class SemiClippedTrainingPlan(TrainingPlan):
         self.momentum = momentum
         self.seed = seed
 
+    # No validation: the data module has no validation split, and Lightning warns about a validation step
+    # (inherited from scvi-tools' plan) without validation data. Lightning's own no-op counts as "not defined".
+    validation_step = LightningModule.validation_step
+
     def _make_optimizer(self, params: Iterable[dict]) -> torch.optim.Optimizer:
         if self.optimizer_choice == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
@@ -81,7 +86,17 @@ class SemiClippedTrainingPlan(TrainingPlan):
         return cls(params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
 
     def configure_optimizers(self) -> dict:
-        """The optimizer over the module's parameter groups, with a per-step cosine annealing schedule over the run."""
+        """The optimizer over the module's parameter groups, with a per-step cosine annealing schedule over the run.
+
+        The groups are :meth:`SemiClippedModule.param_groups <scsemiclip.module.SemiClippedModule.param_groups>`
+        at ``lr``; every group's learning rate anneals from its own start to ``lr_min`` over the trainer's
+        ``estimated_stepping_batches``.
+
+        Returns
+        -------
+        Lightning's ``{"optimizer": ..., "lr_scheduler": {"scheduler": ..., "interval": "step"}}``: the chosen
+        :class:`torch.optim.Optimizer` and its :class:`~torch.optim.lr_scheduler.CosineAnnealingLR`.
+        """
         optimizer = self.get_optimizer_creator()(self.module.param_groups(self.lr))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=self.lr_min)
@@ -109,7 +124,24 @@ class SemiClippedTrainingPlan(TrainingPlan):
         self.module.end_training()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Forward, loss, and epoch-level logging of the loss and the objective's logs."""
+        """Forward, loss, and epoch-level logging of the loss and the objective's logs.
+
+        The loss is logged as ``train_loss`` (in the progress bar) and every log ``name`` of the objective as
+        ``{name}_train``, all averaged over the epoch (weighted by the minibatch size; synchronised across ranks
+        under DDP).
+
+        Parameters
+        ----------
+        batch
+            A minibatch of :class:`~scsemiclip.train.DeviceDataSplitter`: ``"x"`` ``(B, d_S)``, ``"batch"`` and
+            ``"key"`` ``(B,)``, on the training device.
+        batch_idx
+            Index of the minibatch in the epoch (not used).
+
+        Returns
+        -------
+        The scalar loss of the minibatch (with its graph), which Lightning back-propagates.
+        """
         _, _, out = self.forward(batch)
         kwargs = {
             "on_step": False,

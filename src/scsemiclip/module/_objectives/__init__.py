@@ -9,6 +9,7 @@ from ._base import (
     ObjectiveOutput,
     get_objective,
     info_nce,
+    minimise,
     register_objective,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "ObjectiveOutput",
     "get_objective",
     "info_nce",
+    "minimise",
     "register_objective",
 ]

@@ -294,15 +294,45 @@ class ContrastiveObjective(Objective):
             self.register_buffer("log_scale", log_scale)
 
     def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
-        """The teacher side of the loss (the frozen embedding itself unless a subclass adapts it)."""
+        """The teacher side of the loss (the frozen embedding itself unless a subclass adapts it).
+
+        Parameters
+        ----------
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample.
+
+        Returns
+        -------
+        ``z`` itself (here ``d_student == d_T``).
+        """
         return z
 
     def scale(self) -> torch.Tensor:
-        """The inverse temperature (0-d; capped at 100 when learned)."""
+        """The inverse temperature ``exp(log_scale)``, initially ``1 / temperature``.
+
+        Returns
+        -------
+        A 0-d tensor, capped at 100; it carries the gradient of ``log_scale`` when the temperature is learned.
+        """
         return self.log_scale.exp().clamp(max=100.0)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """InfoNCE loss; logs the top-1 in-batch accuracy (and the temperature when learned)."""
+        """InfoNCE loss (:func:`info_nce`); logs the top-1 in-batch accuracy (and the temperature when learned).
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, passed through :meth:`teacher_embedding`.
+        labels
+            ``(B,)`` pairing-key codes; used only with ``mask_same_key`` (in-batch negatives that share the
+            positive's key are masked out).
+
+        Returns
+        -------
+        The loss and the logs ``top1_accuracy`` (and ``temperature``, ``1 / scale``, when learned).
+        """
         scale = self.scale()
         loss, top1 = info_nce(
             h,

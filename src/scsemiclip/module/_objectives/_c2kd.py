@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scsemiclip.module._nn import mlp
+from scsemiclip._core import mlp
 
 from ._base import Objective, ObjectiveOutput, register_objective
 from ._kd import check_n_classes, distillation_kl, fit_classifier, set_student_pretraining
@@ -166,12 +166,35 @@ class C2KDObjective(Objective):
         )
 
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
-        """Pre-train the teacher adapter and classifier to predict the pairing keys of the teacher samples."""
+        """Pre-train the teacher adapter and classifier to predict the pairing keys of the teacher samples.
+
+        ``pretrain_steps`` AdamW steps at ``pretrain_lr`` on ``CE(t, y)`` (:func:`~._kd.fit_classifier`),
+        continuing from their current weights; both keep training (at their ``lr_scales``) afterwards.
+
+        Parameters
+        ----------
+        teacher
+            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
+        labels
+            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        """
         net = nn.Sequential(self.teacher_adapter, self.teacher_classifier)
         fit_classifier(net, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
 
     def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training)."""
+        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training).
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        labels
+            ``(B,)`` pairing-key codes, the classes.
+
+        Returns
+        -------
+        The scalar loss ``CE(s, y)``, ``s`` the student classifier logits.
+        """
         return F.cross_entropy(self.student_classifier(h), labels)
 
     def _bidirectional(self, logits: torch.Tensor, proxy: torch.Tensor) -> torch.Tensor:
@@ -179,7 +202,23 @@ class C2KDObjective(Objective):
         return distillation_kl(proxy, logits, temperature=t) + distillation_kl(logits, proxy, temperature=t)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """The C2KD loss; logs the cross-entropies, the mean Kendall correlation and the kept fraction."""
+        """The C2KD loss; logs the cross-entropies, the mean Kendall correlation and the kept fraction.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs, the features of the student classifier and proxy.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample; the teacher adapter's output of it is the
+            feature of the teacher classifier and proxy.
+        labels
+            ``(B,)`` pairing-key codes: the targets of both cross-entropies, left out of the non-target terms.
+
+        Returns
+        -------
+        The loss and the logs ``cross_entropy`` (the student's), ``teacher_cross_entropy``, ``kendall_tau`` (the
+        minibatch mean of the proxies' rank correlation) and ``kept_fraction`` (the fraction of samples distilled).
+        """
         features = self.teacher_adapter(z)
         s, s_proxy = self.student_classifier(h), self.student_proxy(h)
         t, t_proxy = self.teacher_classifier(features), self.teacher_proxy(features)

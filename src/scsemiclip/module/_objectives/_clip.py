@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from scsemiclip.module._nn import mlp
+from scsemiclip._core import mlp
 
 from ._base import ContrastiveObjective, register_objective
 
@@ -29,5 +29,15 @@ class CLIPObjective(ContrastiveObjective):
         self.teacher_adapter = mlp(self.d_teacher, teacher_hidden_dims, self.d_student)
 
     def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
-        """The teacher adapter applied to the frozen teacher embedding."""
+        """The teacher adapter applied to the frozen teacher embedding.
+
+        Parameters
+        ----------
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample.
+
+        Returns
+        -------
+        ``(B, d_student)`` the teacher adapter's output.
+        """
         return self.teacher_adapter(z)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from scsemiclip.module._nn import mlp
+from scsemiclip._core import mlp
 
 from ._base import Objective, ObjectiveOutput, register_objective
 
@@ -84,6 +84,21 @@ class DCCAObjective(Objective):
         self.eps = eps
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """DCCA loss; logs the mean canonical correlation."""
+        """DCCA loss (:func:`dcca_loss`); logs the mean canonical correlation.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs (``d_student`` = 30, ``B >= 2``).
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
+        labels
+            ``(B,)`` pairing-key codes (not used).
+
+        Returns
+        -------
+        The loss (minus the total canonical correlation) and the log ``mean_correlation`` (the total divided by
+        ``d_student``).
+        """
         loss = dcca_loss(h, self.teacher_adapter(z), eps=self.eps)
         return ObjectiveOutput(loss, {"mean_correlation": -loss.detach() / self.d_student})

@@ -158,15 +158,52 @@ class KDObjective(Objective):
         self.lr_scales["student_classifier"] = classifier_lr_scale
 
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
-        """Train the (frozen) teacher classifier to predict the pairing keys of the teacher samples."""
+        """Train the (frozen) teacher classifier to predict the pairing keys of the teacher samples.
+
+        ``pretrain_steps`` AdamW steps at ``pretrain_lr`` (:func:`fit_classifier`), continuing from the
+        classifier's current weights; it stays frozen during the training proper.
+
+        Parameters
+        ----------
+        teacher
+            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
+        labels
+            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        """
         fit_classifier(self.teacher_classifier, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
 
     def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training)."""
+        """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training).
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        labels
+            ``(B,)`` pairing-key codes, the classes.
+
+        Returns
+        -------
+        The scalar loss ``CE(g(h), y)``.
+        """
         return F.cross_entropy(self.student_classifier(h), labels)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """Cross-entropy plus distillation; logs both terms."""
+        """Cross-entropy plus distillation; logs both terms.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, scored by the teacher classifier.
+        labels
+            ``(B,)`` pairing-key codes, the classes of the cross-entropy.
+
+        Returns
+        -------
+        The loss ``CE + alpha * KD`` and the logs ``cross_entropy`` and ``distillation`` (unweighted).
+        """
         logits = self.student_classifier(h)
         ce = F.cross_entropy(logits, labels)
         kd = distillation_kl(logits, self.teacher_classifier(z), temperature=self.kd_temperature)

@@ -44,7 +44,23 @@ class SHAKEObjective(KDObjective):
         self.lr_scales["shadow_head"] = shadow_lr_scale
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """The SHAKE loss; logs its four terms."""
+        """The SHAKE loss; logs its four terms.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, scored by the shadow head and the teacher
+            classifier.
+        labels
+            ``(B,)`` pairing-key codes, the classes of the cross-entropy.
+
+        Returns
+        -------
+        The loss and the logs (unweighted) ``cross_entropy``, ``distillation`` (``KD_T(s <- u)``),
+        ``reverse_distillation`` (``KD_T(u <- s)``) and ``shadow_anchor`` (``KD_T(u <- t)``).
+        """
         t = self.kd_temperature
         logits = self.student_classifier(h)
         shadow = self.shadow_head(z)

@@ -76,7 +76,22 @@ class SigLIPObjective(CLIPObjective):
         self.lr_scales["teacher_adapter"] = teacher_lr_scale
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """Sigmoid loss; logs the bias (and the temperature when learned)."""
+        """Sigmoid loss (:func:`sigmoid_loss`); logs the bias (and the temperature when learned).
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs.
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
+        labels
+            ``(B,)`` pairing-key codes; used only with ``mask_same_key`` (the pairs ``i != j`` of the same key are
+            left out of the loss).
+
+        Returns
+        -------
+        The loss and the logs ``bias`` (and ``temperature``, ``1 / scale``, when learned).
+        """
         scale = self.scale()
         loss = sigmoid_loss(
             h,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from scsemiclip.module._nn import mlp
+from scsemiclip._core import mlp
 
 from ._base import Objective, ObjectiveOutput, register_objective
 
@@ -97,6 +97,21 @@ class VICRegObjective(Objective):
         self.loss_kwargs = {"sim_weight": sim_weight, "var_weight": var_weight, "cov_weight": cov_weight, "eps": eps}
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
-        """VICReg loss; logs its three terms."""
+        """VICReg loss (:func:`vicreg_loss`) of the student adapter output and the teacher adapter's; logs its terms.
+
+        Parameters
+        ----------
+        h
+            ``(B, d_student)`` student adapter outputs (``B >= 2``).
+        z
+            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
+        labels
+            ``(B,)`` pairing-key codes (not used).
+
+        Returns
+        -------
+        The loss and the logs ``invariance``, ``variance`` and ``covariance`` (unweighted; the last two summed
+        over both branches).
+        """
         loss, terms = vicreg_loss(h, self.teacher_adapter(z), **self.loss_kwargs)
         return ObjectiveOutput(loss, terms)

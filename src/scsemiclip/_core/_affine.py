@@ -1,4 +1,4 @@
-"""The one core behind every batch correction and PEA: affine maps ``x -> x @ W + b`` fitted on controls.
+"""Affine maps ``x -> x @ W + b`` fitted on controls: the one core behind every batch correction and PEA.
 
 Centering, standardization and TVN (SPEC §2) are all affine maps of an embedding. This module fits them in
 torch, batched over ``K`` maps at once, on CPU or GPU, from a matrix of control embeddings and a ``(K, n)``

@@ -1,0 +1,50 @@
+"""The private core at the bottom of the package: pure torch / numpy, no AnnData, pandas or Lightning.
+
+Affine corrections fitted on controls, their array-level batch form, the PEA bank, the MLP building block and
+the device resolver. :mod:`scsemiclip.pp`, :mod:`scsemiclip.module`, :mod:`scsemiclip.model` and
+:mod:`scsemiclip.tl` import these names from here.
+"""
+
+from ._affine import (
+    BASES,
+    STEPS,
+    TRANSFORM_STEPS,
+    AffineMaps,
+    fit_coral,
+    fit_corrections,
+    fit_whitening,
+    inverse_sqrt_psd,
+    sample_control_weights,
+    sample_steps,
+    step_mask,
+)
+from ._corrections import METHODS, apply_maps, batch_control_weights, correct_array, correction_maps, zca_tvn
+from ._device import ACCELERATORS, resolve_device
+from ._nn import mlp
+from ._pea import PEABank, check_pea_params, sample_pea_bank
+
+__all__ = [
+    "ACCELERATORS",
+    "BASES",
+    "METHODS",
+    "STEPS",
+    "TRANSFORM_STEPS",
+    "AffineMaps",
+    "PEABank",
+    "apply_maps",
+    "batch_control_weights",
+    "check_pea_params",
+    "correct_array",
+    "correction_maps",
+    "fit_coral",
+    "fit_corrections",
+    "fit_whitening",
+    "inverse_sqrt_psd",
+    "mlp",
+    "resolve_device",
+    "sample_control_weights",
+    "sample_pea_bank",
+    "sample_steps",
+    "step_mask",
+    "zca_tvn",
+]

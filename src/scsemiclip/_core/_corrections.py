@@ -1,0 +1,153 @@
+"""Array-level batch corrections (center, standardize, TVN) fitted on each batch's controls: numpy / torch only.
+
+:mod:`scsemiclip.pp` wraps these for AnnData; the model uses them for its input and teacher corrections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ._affine import AffineMaps, fit_coral, fit_whitening, step_mask
+
+_DTYPE = torch.float64
+
+#: The corrections of :func:`correction_maps`.
+METHODS = ("center", "standardize", "tvn")
+
+
+def batch_control_weights(
+    is_control: np.ndarray, codes: np.ndarray, labels: Sequence, *, batch_key: str | None, min_controls: int = 2
+) -> np.ndarray:
+    """``(n_batches, n_controls)`` 0/1 membership of each control in each batch; checks every batch has controls.
+
+    Parameters
+    ----------
+    is_control
+        ``(n,)`` booleans marking the controls.
+    codes
+        ``(n,)`` batch code of every row (``0 .. len(labels) - 1``).
+    labels
+        The batch labels, for messages.
+    batch_key
+        Name of the batch column, for messages; ``None`` means a single batch.
+    min_controls
+        Fewest controls a batch needs.
+
+    Returns
+    -------
+    The float64 membership matrix, one row per batch, one column per control (in row order).
+
+    Raises
+    ------
+    ValueError
+        Naming the first batch with fewer than ``min_controls`` controls.
+    """
+    ctrl_codes = codes[is_control]
+    counts = np.bincount(ctrl_codes, minlength=len(labels))
+    bad = np.flatnonzero(counts < min_controls)
+    if bad.size:
+        where = "the data" if batch_key is None else f"batch {labels[bad[0]]!r} of obs[{batch_key!r}]"
+        raise ValueError(
+            f"{where} has {counts[bad[0]]} control(s); at least {min_controls} are needed to fit a correction"
+            + (f" ({bad.size} batch(es) affected)." if bad.size > 1 else ".")
+        )
+    return (ctrl_codes[None, :] == np.arange(len(labels))[:, None]).astype(np.float64)
+
+
+def correction_maps(
+    x: np.ndarray | torch.Tensor,
+    is_control: np.ndarray,
+    codes: np.ndarray,
+    labels: Sequence,
+    *,
+    method: str,
+    batch_key: str | None,
+    coral: bool = True,
+    coral_reg: float = 0.5,
+    basis: str = "pca",
+) -> AffineMaps:
+    """Fit one affine correction per batch on an embedding matrix.
+
+    Parameters
+    ----------
+    x
+        ``(n, d)`` embeddings (numpy or torch; computed in float64 on the tensor's device).
+    is_control
+        ``(n,)`` booleans marking the controls.
+    codes, labels
+        Batch code of every row and the batch labels.
+    method
+        ``"center"``, ``"standardize"`` (fitted on each batch's controls) or ``"tvn"`` (standardize, PCA
+        rotation and whitening on the pooled controls, then CORAL on each batch's controls when
+        ``batch_key`` is given and ``coral`` is true), as ``efaar_benchmarking.efaar.tvn_on_controls``.
+    batch_key
+        Name of the batch column (for messages); ``None`` means a single batch.
+    coral
+        Apply the per-batch CORAL step of TVN.
+    coral_reg
+        Ridge added to each batch's control covariance before the inverse square root.
+    basis
+        ``"pca"`` (efaar's output basis) or ``"zca"`` (input basis).
+
+    Returns
+    -------
+    One map per batch, index = batch code.
+    """
+    xt = torch.as_tensor(x).to(_DTYPE)
+    ctrl = xt[torch.as_tensor(is_control, device=xt.device)]
+    member = torch.as_tensor(
+        batch_control_weights(is_control, codes, labels, batch_key=batch_key), dtype=_DTYPE, device=xt.device
+    )
+    if method in ("center", "standardize"):
+        steps = step_mask((method,) * len(labels), device=xt.device)
+        return fit_whitening(ctrl, member, steps, basis=basis)
+    if method != "tvn":
+        raise ValueError(f"Unknown correction {method!r}; choose one of {METHODS}.")
+    steps = step_mask(("tvn",), device=xt.device)
+    pooled = fit_whitening(ctrl, torch.ones((1, ctrl.shape[0]), dtype=_DTYPE, device=xt.device), steps, basis=basis)
+    n_b = len(labels)
+    if not coral or batch_key is None:
+        return AffineMaps(pooled.weight.expand(n_b, -1, -1), pooled.bias.expand(n_b, -1))
+    z = pooled.apply(ctrl)
+    mat = fit_coral(z, member, reg=coral_reg)
+    return AffineMaps(pooled.weight @ mat, torch.einsum("d,kde->ke", pooled.bias[0], mat))
+
+
+def apply_maps(x: np.ndarray | torch.Tensor, maps: AffineMaps, codes: np.ndarray) -> np.ndarray:
+    """Apply the map of each row's batch; returns float64 numpy."""
+    xt = torch.as_tensor(x).to(device=maps.weight.device, dtype=maps.weight.dtype)
+    out = maps.apply_rows(xt, torch.as_tensor(codes, device=xt.device))
+    return out.cpu().numpy()
+
+
+def correct_array(
+    x: np.ndarray,
+    is_control: np.ndarray,
+    codes: np.ndarray,
+    labels: Sequence,
+    *,
+    method: str,
+    batch_key: str | None,
+    **kwargs: object,
+) -> np.ndarray:
+    """Fit :func:`correction_maps` and apply it to ``x`` (numpy in, float64 numpy out)."""
+    maps = correction_maps(x, is_control, codes, labels, method=method, batch_key=batch_key, **kwargs)
+    return apply_maps(x, maps, codes)
+
+
+def zca_tvn(
+    x: np.ndarray,
+    is_control: np.ndarray,
+    codes: np.ndarray,
+    labels: Sequence,
+    *,
+    batch_key: str | None,
+    coral_reg: float,
+) -> np.ndarray:
+    """Basis-preserving TVN with per-batch CORAL on the data's own controls (the model's input / teacher form)."""
+    return correct_array(
+        x, is_control, codes, labels, method="tvn", batch_key=batch_key, coral=True, coral_reg=coral_reg, basis="zca"
+    )

@@ -1,0 +1,122 @@
+"""Package settings: one object, :data:`scsemiclip.settings` (like scanpy's ``settings`` and scvi-tools' config).
+
+Importing this module is cheap (standard library only): it is loaded by ``import scsemiclip``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+#: Environment variable that overrides the data directory (offline use, CI, shared caches).
+ENV_DATA_DIR = "SCSEMICLIP_DATA_DIR"
+
+_VERBOSITY = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+class ScsemiclipConfig:
+    """Global settings of scsemiclip.
+
+    Set attributes on the instance :data:`scsemiclip.settings`, e.g. ``ssc.settings.verbosity = "info"``. The
+    settings:
+
+    verbosity
+        Level of the ``"scsemiclip"`` logger: ``"error"``, ``"warning"`` (default), ``"info"`` or ``"debug"``
+        (or the matching :mod:`logging` level number). At ``"info"`` every step logs its start and duration. By
+        default the logger inherits the level of Python's root logger (``"warning"`` unless configured).
+    n_jobs
+        Number of CPU threads of scsemiclip's own threaded parts (the sort of the similarity null of
+        known-relationship recall); ``None`` (default): all the cores this process may use. Torch keeps its own
+        thread setting (``torch.set_num_threads``).
+    datasetdir
+        Where downloaded data files are cached; by default ``$SCSEMICLIP_DATA_DIR`` if that variable is set, else
+        the user cache directory (``pooch.os_cache("scsemiclip")``). Setting it overrides both.
+    progress_bar
+        Show a training progress bar (one live bar in a terminal or notebook, a line every few seconds in a log
+        file); ``False`` switches it off. An explicit ``enable_progress_bar=`` of a training call wins.
+    """
+
+    def __init__(self) -> None:
+        self._n_jobs: int | None = None
+        self._datasetdir: Path | None = None
+        self._progress_bar = True
+
+    # ------------------------------------------------------------------------------------------------- verbosity
+    @property
+    def verbosity(self) -> str:
+        """Level of the ``"scsemiclip"`` logger (a name of :data:`logging` levels, lower case)."""
+        level = logging.getLogger("scsemiclip").getEffectiveLevel()
+        return next((name for name, value in _VERBOSITY.items() if value == level), str(level))
+
+    @verbosity.setter
+    def verbosity(self, value: str | int) -> None:
+        if isinstance(value, str) and value.lower() in _VERBOSITY:
+            level = _VERBOSITY[value.lower()]
+        elif isinstance(value, int) and not isinstance(value, bool) and value in _VERBOSITY.values():
+            level = value
+        else:
+            raise ValueError(f"`verbosity` must be one of {list(_VERBOSITY)} (or a logging level), got {value!r}.")
+        logging.getLogger("scsemiclip").setLevel(level)
+
+    # ------------------------------------------------------------------------------------------------- n_jobs
+    @property
+    def n_jobs(self) -> int:
+        """CPU threads of the threaded parts (resolved: never ``None``)."""
+        if self._n_jobs is not None:
+            return self._n_jobs
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+
+    @n_jobs.setter
+    def n_jobs(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"`n_jobs` must be a positive integer or None (all cores), got {value!r}.")
+        self._n_jobs = value
+
+    # ------------------------------------------------------------------------------------------------- datasetdir
+    @property
+    def datasetdir(self) -> Path:
+        """The data cache directory (see the class description for the default)."""
+        if self._datasetdir is not None:
+            return self._datasetdir
+        override = os.environ.get(ENV_DATA_DIR)
+        if override:
+            return Path(override).expanduser()
+        import pooch
+
+        return Path(pooch.os_cache("scsemiclip"))
+
+    @datasetdir.setter
+    def datasetdir(self, value: str | os.PathLike | None) -> None:
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise TypeError(f"`datasetdir` must be a path or None, got {type(value).__name__}.")
+        self._datasetdir = None if value is None else Path(value).expanduser()
+
+    # ------------------------------------------------------------------------------------------------- progress_bar
+    @property
+    def progress_bar(self) -> bool:
+        """Whether training shows a progress bar."""
+        return self._progress_bar
+
+    @progress_bar.setter
+    def progress_bar(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"`progress_bar` must be True or False, got {value!r}.")
+        self._progress_bar = value
+
+    def __repr__(self) -> str:
+        """The settings as configured (``None``: the default, resolved when used)."""
+        fields = {
+            "verbosity": self.verbosity,
+            "n_jobs": self._n_jobs,
+            "datasetdir": None if self._datasetdir is None else str(self._datasetdir),
+            "progress_bar": self._progress_bar,
+        }
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+
+#: The settings of this process.
+settings = ScsemiclipConfig()
