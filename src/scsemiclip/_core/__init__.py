@@ -18,7 +18,15 @@ from ._affine import (
     sample_steps,
     step_mask,
 )
-from ._corrections import METHODS, apply_maps, batch_control_weights, correct_array, correction_maps, zca_tvn
+from ._corrections import (
+    METHODS,
+    apply_maps,
+    batch_control_weights,
+    correct_array,
+    correction_maps,
+    group_controls,
+    zca_tvn,
+)
 from ._device import ACCELERATORS, resolve_device
 from ._nn import mlp
 from ._pea import PEABank, check_pea_params, sample_pea_bank
@@ -39,6 +47,7 @@ __all__ = [
     "fit_coral",
     "fit_corrections",
     "fit_whitening",
+    "group_controls",
     "inverse_sqrt_psd",
     "mlp",
     "resolve_device",

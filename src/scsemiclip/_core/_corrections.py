@@ -57,6 +57,27 @@ def batch_control_weights(
     return (ctrl_codes[None, :] == np.arange(len(labels))[:, None]).astype(np.float64)
 
 
+def group_controls(
+    x: np.ndarray, is_control: np.ndarray, codes: np.ndarray, labels: Sequence, *, batch_key: str | None
+) -> list[np.ndarray]:
+    """The control rows of ``x`` of every batch, in batch-code order (row order kept within a batch).
+
+    Parameters
+    ----------
+    x
+        ``(n, d)`` embeddings.
+    is_control, codes, labels, batch_key
+        As in :func:`batch_control_weights`, which checks that every batch has at least 2 controls.
+
+    Returns
+    -------
+    One ``(n_b, d)`` array per batch.
+    """
+    batch_control_weights(is_control, codes, labels, batch_key=batch_key)
+    rows = np.flatnonzero(is_control)
+    return [x[rows[codes[rows] == b]] for b in range(len(labels))]
+
+
 def correction_maps(
     x: np.ndarray | torch.Tensor,
     is_control: np.ndarray,

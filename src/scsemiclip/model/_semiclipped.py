@@ -16,7 +16,7 @@ from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from scsemiclip._core import batch_control_weights, resolve_device, zca_tvn
+from scsemiclip._core import group_controls, resolve_device, zca_tvn
 from scsemiclip._settings import settings
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed, version_info
 from scsemiclip.module import SemiClippedModule
@@ -352,10 +352,8 @@ class SemiClipped(BaseModelClass):
         is_ctrl = control_mask(self.adata, self.control_key)
         codes, labels = batch_codes(self.adata, self.batch_key)
         with _about("adata"):
-            member = batch_control_weights(is_ctrl, codes, labels, batch_key=self.batch_key)
-        rows = np.flatnonzero(is_ctrl)
-        rows = rows[np.argsort(codes[rows], kind="stable")]
-        return torch.as_tensor(x[rows], dtype=torch.float32), member.sum(1).astype(int).tolist()
+            groups = group_controls(x, is_ctrl, codes, labels, batch_key=self.batch_key)
+        return torch.as_tensor(np.concatenate(groups), dtype=torch.float32), [len(g) for g in groups]
 
     # ----------------------------------------------------------------------------------------------- data
     def _model_input(

@@ -8,6 +8,7 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
 from scsemiclip._core import PEABank, check_pea_params, mlp, sample_pea_bank
+from scsemiclip._docs import doc_key, doc_params
 
 from ._objectives import get_objective, minimise
 
@@ -304,6 +305,7 @@ class SemiClippedModule(BaseModuleClass):
                 x = self.bank.augment(x.float(), batch, self.generator)
         return {"h": self.adapter(x)}
 
+    @doc_params(doc_key=doc_key)
     def sample(self, key: torch.Tensor) -> torch.Tensor:
         """Draw for every sample a teacher partner uniformly among the teacher samples of its pairing key.
 
@@ -312,8 +314,7 @@ class SemiClippedModule(BaseModuleClass):
 
         Parameters
         ----------
-        key
-            ``(B,)`` pairing-key code of every sample.
+        {doc_key}
 
         Returns
         -------
@@ -324,13 +325,13 @@ class SemiClippedModule(BaseModuleClass):
         j = torch.minimum((u * counts).long(), counts - 1)
         return self.teacher[self.teacher_offsets[key] + j]
 
+    @doc_params(doc_key=doc_key)
     def generative(self, key: torch.Tensor) -> dict[str, torch.Tensor]:
         """The drawn teacher partners ``z`` (one :meth:`sample` per minibatch).
 
         Parameters
         ----------
-        key
-            ``(B,)`` pairing-key code of every sample.
+        {doc_key}
 
         Returns
         -------

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scsemiclip._core import STEPS, batch_control_weights, check_pea_params, sample_pea_bank
+from scsemiclip._core import STEPS, check_pea_params, group_controls, sample_pea_bank
 from scsemiclip._docs import doc_adata_rep, doc_control_key, doc_params, doc_pea
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, torch_seed
 
@@ -75,10 +75,10 @@ def pea_augment(
     x = get_rep(adata, use_rep)
     is_ctrl = control_mask(adata, control_key)
     codes, labels = batch_codes(adata, batch_key)
-    member = batch_control_weights(is_ctrl, codes, labels, batch_key=batch_key).astype(bool)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    ctrl = xt[torch.as_tensor(is_ctrl)]
-    controls_by_batch = [ctrl[torch.as_tensor(m)] for m in member]
+    controls_by_batch = [
+        torch.as_tensor(c) for c in group_controls(xt.numpy(), is_ctrl, codes, labels, batch_key=batch_key)
+    ]
     keep = np.flatnonzero(~is_ctrl)
     if keep.size == 0:
         raise ValueError(f"adata has only controls (obs[{control_key!r}] is all True); nothing to augment.")

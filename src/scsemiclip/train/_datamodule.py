@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from lightning.pytorch import LightningDataModule
 
+from scsemiclip._docs import doc_params, doc_stage
+
 
 class PermutationBatches:
     """Minibatches of rows of device tensors, in a fresh random order every epoch, without the last partial one.
@@ -74,6 +76,7 @@ class DeviceDataSplitter(LightningDataModule):
         self.n_val = 0
         self._batches: PermutationBatches | None = None
 
+    @doc_params(doc_stage=doc_stage)
     def setup(self, stage: str | None = None) -> None:
         """Move the tensors to the training device and prepare this rank's minibatches.
 
@@ -82,8 +85,7 @@ class DeviceDataSplitter(LightningDataModule):
 
         Parameters
         ----------
-        stage
-            Lightning's stage (``"fit"``, ...); not used.
+        {doc_stage}
 
         Returns
         -------
@@ -121,13 +123,13 @@ class DeviceDataSplitter(LightningDataModule):
         """
         return self._batches
 
+    @doc_params(doc_stage=doc_stage)
     def teardown(self, stage: str | None = None) -> None:
         """Free the device copies.
 
         Parameters
         ----------
-        stage
-            Lightning's stage (``"fit"``, ...); not used.
+        {doc_stage}
 
         Returns
         -------

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scsemiclip._docs import doc_h, doc_labels, doc_params, doc_prepare, doc_z
+
 
 class ObjectiveOutput(NamedTuple):
     """What an objective returns for a minibatch."""
@@ -96,17 +98,16 @@ class Objective(nn.Module, abc.ABC):
                 groups.setdefault(lr * self.lr_scales.get(name.split(".")[0], 1.0), []).append(param)
         return [{"params": params, "lr": group_lr} for group_lr, params in groups.items()]
 
+    @doc_params(doc_prepare=doc_prepare)
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
         """Hook run at the start of every training run, on the training device; does nothing by default.
 
         Parameters
         ----------
-        teacher
-            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
-        labels
-            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        {doc_prepare}
         """
 
+    @doc_params(doc_h=doc_h, doc_labels=doc_labels)
     def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of the student adapter's unimodal pre-training (only called when :attr:`student_pretrain_steps` > 0).
 
@@ -117,10 +118,8 @@ class Objective(nn.Module, abc.ABC):
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
-        labels
-            ``(B,)`` pairing-key codes.
+        {doc_h}
+        {doc_labels}
 
         Returns
         -------
@@ -129,17 +128,15 @@ class Objective(nn.Module, abc.ABC):
         raise NotImplementedError(f"Objective {self.name!r} has no student pre-training (student_pretrain_steps=0).")
 
     @abc.abstractmethod
+    @doc_params(doc_h=doc_h, doc_labels=doc_labels, doc_z=doc_z)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """Loss of a minibatch.
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample.
-        labels
-            ``(B,)`` pairing-key codes.
+        {doc_h}
+        {doc_z}
+        {doc_labels}
 
         Returns
         -------
@@ -293,13 +290,13 @@ class ContrastiveObjective(Objective):
         else:
             self.register_buffer("log_scale", log_scale)
 
+    @doc_params(doc_z=doc_z)
     def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """The teacher side of the loss (the frozen embedding itself unless a subclass adapts it).
 
         Parameters
         ----------
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample.
+        {doc_z}
 
         Returns
         -------
@@ -316,13 +313,13 @@ class ContrastiveObjective(Objective):
         """
         return self.log_scale.exp().clamp(max=100.0)
 
+    @doc_params(doc_h=doc_h)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """InfoNCE loss (:func:`info_nce`); logs the top-1 in-batch accuracy (and the temperature when learned).
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
+        {doc_h}
         z
             ``(B, d_T)`` the frozen teacher partner of every sample, passed through :meth:`teacher_embedding`.
         labels

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scsemiclip._core import mlp
+from scsemiclip._docs import doc_h, doc_labels_classes, doc_params, doc_prepare
 
 from ._base import Objective, ObjectiveOutput, register_objective
 from ._kd import check_n_classes, distillation_kl, fit_classifier, set_student_pretraining
@@ -165,6 +166,7 @@ class C2KDObjective(Objective):
             teacher_proxy=teacher_head_lr_scale,
         )
 
+    @doc_params(doc_prepare=doc_prepare)
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
         """Pre-train the teacher adapter and classifier to predict the pairing keys of the teacher samples.
 
@@ -173,23 +175,19 @@ class C2KDObjective(Objective):
 
         Parameters
         ----------
-        teacher
-            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
-        labels
-            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        {doc_prepare}
         """
         net = nn.Sequential(self.teacher_adapter, self.teacher_classifier)
         fit_classifier(net, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
 
+    @doc_params(doc_h=doc_h, doc_labels_classes=doc_labels_classes)
     def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training).
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
-        labels
-            ``(B,)`` pairing-key codes, the classes.
+        {doc_h}
+        {doc_labels_classes}
 
         Returns
         -------

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from scsemiclip._core import mlp
+from scsemiclip._docs import doc_params, doc_z
 
 from ._base import ContrastiveObjective, register_objective
 
@@ -28,13 +29,13 @@ class CLIPObjective(ContrastiveObjective):
         super().__init__(**kwargs)
         self.teacher_adapter = mlp(self.d_teacher, teacher_hidden_dims, self.d_student)
 
+    @doc_params(doc_z=doc_z)
     def teacher_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """The teacher adapter applied to the frozen teacher embedding.
 
         Parameters
         ----------
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample.
+        {doc_z}
 
         Returns
         -------

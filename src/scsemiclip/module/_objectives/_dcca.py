@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from scsemiclip._core import mlp
+from scsemiclip._docs import doc_labels_unused, doc_params, doc_z_adapted
 
 from ._base import Objective, ObjectiveOutput, register_objective
 
@@ -83,6 +84,7 @@ class DCCAObjective(Objective):
         self.lr_scales["teacher_adapter"] = teacher_lr_scale
         self.eps = eps
 
+    @doc_params(doc_labels_unused=doc_labels_unused, doc_z_adapted=doc_z_adapted)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """DCCA loss (:func:`dcca_loss`); logs the mean canonical correlation.
 
@@ -90,10 +92,8 @@ class DCCAObjective(Objective):
         ----------
         h
             ``(B, d_student)`` student adapter outputs (``d_student`` = 30, ``B >= 2``).
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
-        labels
-            ``(B,)`` pairing-key codes (not used).
+        {doc_z_adapted}
+        {doc_labels_unused}
 
         Returns
         -------

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scsemiclip._docs import doc_h, doc_labels_ce, doc_labels_classes, doc_params, doc_prepare
+
 from ._base import Objective, ObjectiveOutput, minimise, register_objective
 
 
@@ -157,6 +159,7 @@ class KDObjective(Objective):
         self.teacher_classifier = nn.Linear(self.d_teacher, self.n_classes).requires_grad_(requires_grad=False)
         self.lr_scales["student_classifier"] = classifier_lr_scale
 
+    @doc_params(doc_prepare=doc_prepare)
     def prepare(self, teacher: torch.Tensor, labels: torch.Tensor) -> None:
         """Train the (frozen) teacher classifier to predict the pairing keys of the teacher samples.
 
@@ -165,22 +168,18 @@ class KDObjective(Objective):
 
         Parameters
         ----------
-        teacher
-            ``(n_teacher, d_T)`` every paired teacher sample (corrected), grouped by pairing key.
-        labels
-            ``(n_teacher,)`` the pairing-key code of every teacher sample.
+        {doc_prepare}
         """
         fit_classifier(self.teacher_classifier, teacher, labels, steps=self.pretrain_steps, lr=self.pretrain_lr)
 
+    @doc_params(doc_h=doc_h, doc_labels_classes=doc_labels_classes)
     def student_pretraining_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the student classifier on the adapter output (the unimodal pre-training).
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
-        labels
-            ``(B,)`` pairing-key codes, the classes.
+        {doc_h}
+        {doc_labels_classes}
 
         Returns
         -------
@@ -188,17 +187,16 @@ class KDObjective(Objective):
         """
         return F.cross_entropy(self.student_classifier(h), labels)
 
+    @doc_params(doc_h=doc_h, doc_labels_ce=doc_labels_ce)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """Cross-entropy plus distillation; logs both terms.
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
+        {doc_h}
         z
             ``(B, d_T)`` the frozen teacher partner of every sample, scored by the teacher classifier.
-        labels
-            ``(B,)`` pairing-key codes, the classes of the cross-entropy.
+        {doc_labels_ce}
 
         Returns
         -------

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scsemiclip._docs import doc_h, doc_labels_ce, doc_params
+
 from ._base import ObjectiveOutput, register_objective
 from ._kd import KDObjective, distillation_kl
 
@@ -43,18 +45,17 @@ class SHAKEObjective(KDObjective):
         self.shadow_head = nn.Linear(self.d_teacher, self.n_classes)
         self.lr_scales["shadow_head"] = shadow_lr_scale
 
+    @doc_params(doc_h=doc_h, doc_labels_ce=doc_labels_ce)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """The SHAKE loss; logs its four terms.
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
+        {doc_h}
         z
             ``(B, d_T)`` the frozen teacher partner of every sample, scored by the shadow head and the teacher
             classifier.
-        labels
-            ``(B,)`` pairing-key codes, the classes of the cross-entropy.
+        {doc_labels_ce}
 
         Returns
         -------

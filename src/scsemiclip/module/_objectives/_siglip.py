@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scsemiclip._docs import doc_h, doc_params, doc_z_adapted
+
 from ._base import ObjectiveOutput, register_objective
 from ._clip import CLIPObjective
 
@@ -75,15 +77,14 @@ class SigLIPObjective(CLIPObjective):
         self.bias = nn.Parameter(torch.zeros(()))
         self.lr_scales["teacher_adapter"] = teacher_lr_scale
 
+    @doc_params(doc_h=doc_h, doc_z_adapted=doc_z_adapted)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """Sigmoid loss (:func:`sigmoid_loss`); logs the bias (and the temperature when learned).
 
         Parameters
         ----------
-        h
-            ``(B, d_student)`` student adapter outputs.
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
+        {doc_h}
+        {doc_z_adapted}
         labels
             ``(B,)`` pairing-key codes; used only with ``mask_same_key`` (the pairs ``i != j`` of the same key are
             left out of the loss).

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from scsemiclip._core import mlp
+from scsemiclip._docs import doc_labels_unused, doc_params, doc_z_adapted
 
 from ._base import Objective, ObjectiveOutput, register_objective
 
@@ -96,6 +97,7 @@ class VICRegObjective(Objective):
         self.lr_scales["teacher_adapter"] = teacher_lr_scale
         self.loss_kwargs = {"sim_weight": sim_weight, "var_weight": var_weight, "cov_weight": cov_weight, "eps": eps}
 
+    @doc_params(doc_labels_unused=doc_labels_unused, doc_z_adapted=doc_z_adapted)
     def forward(self, h: torch.Tensor, z: torch.Tensor, *, labels: torch.Tensor) -> ObjectiveOutput:
         """VICReg loss (:func:`vicreg_loss`) of the student adapter output and the teacher adapter's; logs its terms.
 
@@ -103,10 +105,8 @@ class VICRegObjective(Objective):
         ----------
         h
             ``(B, d_student)`` student adapter outputs (``B >= 2``).
-        z
-            ``(B, d_T)`` the frozen teacher partner of every sample, passed through the teacher adapter.
-        labels
-            ``(B,)`` pairing-key codes (not used).
+        {doc_z_adapted}
+        {doc_labels_unused}
 
         Returns
         -------
