@@ -21,7 +21,6 @@ from ._affine import (
 from ._corrections import (
     METHODS,
     apply_maps,
-    batch_control_weights,
     correct_array,
     correction_maps,
     group_controls,
@@ -40,7 +39,6 @@ __all__ = [
     "AffineMaps",
     "PEABank",
     "apply_maps",
-    "batch_control_weights",
     "check_pea_params",
     "correct_array",
     "correction_maps",

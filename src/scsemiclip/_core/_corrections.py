@@ -18,10 +18,10 @@ _DTYPE = torch.float64
 METHODS = ("center", "standardize", "tvn")
 
 
-def batch_control_weights(
+def check_controls_per_batch(
     is_control: np.ndarray, codes: np.ndarray, labels: Sequence, *, batch_key: str | None, min_controls: int = 2
 ) -> np.ndarray:
-    """``(n_batches, n_controls)`` 0/1 membership of each control in each batch; checks every batch has controls.
+    """The number of controls of every batch, checked to be at least ``min_controls``.
 
     Parameters
     ----------
@@ -38,15 +38,14 @@ def batch_control_weights(
 
     Returns
     -------
-    The float64 membership matrix, one row per batch, one column per control (in row order).
+    ``(n_batches,)`` control counts.
 
     Raises
     ------
     ValueError
         Naming the first batch with fewer than ``min_controls`` controls.
     """
-    ctrl_codes = codes[is_control]
-    counts = np.bincount(ctrl_codes, minlength=len(labels))
+    counts = np.bincount(codes[is_control], minlength=len(labels))
     bad = np.flatnonzero(counts < min_controls)
     if bad.size:
         where = "the data" if batch_key is None else f"batch {labels[bad[0]]!r} of obs[{batch_key!r}]"
@@ -54,7 +53,23 @@ def batch_control_weights(
             f"{where} has {counts[bad[0]]} control(s); at least {min_controls} are needed to fit a correction"
             + (f" ({bad.size} batch(es) affected)." if bad.size > 1 else ".")
         )
-    return (ctrl_codes[None, :] == np.arange(len(labels))[:, None]).astype(np.float64)
+    return counts
+
+
+def batch_control_weights(
+    is_control: np.ndarray, codes: np.ndarray, labels: Sequence, *, batch_key: str | None, min_controls: int = 2
+) -> np.ndarray:
+    """``(n_batches, n_controls)`` 0/1 membership of each control in each batch; checks every batch has controls.
+
+    The arguments are those of :func:`check_controls_per_batch`, which raises the error for a batch with too few
+    controls.
+
+    Returns
+    -------
+    The float64 membership matrix, one row per batch, one column per control (in row order).
+    """
+    check_controls_per_batch(is_control, codes, labels, batch_key=batch_key, min_controls=min_controls)
+    return (codes[is_control][None, :] == np.arange(len(labels))[:, None]).astype(np.float64)
 
 
 def group_controls(
@@ -67,13 +82,13 @@ def group_controls(
     x
         ``(n, d)`` embeddings.
     is_control, codes, labels, batch_key
-        As in :func:`batch_control_weights`, which checks that every batch has at least 2 controls.
+        As in :func:`check_controls_per_batch` (every batch needs at least 2 controls).
 
     Returns
     -------
     One ``(n_b, d)`` array per batch.
     """
-    batch_control_weights(is_control, codes, labels, batch_key=batch_key)
+    check_controls_per_batch(is_control, codes, labels, batch_key=batch_key)
     rows = np.flatnonzero(is_control)
     return [x[rows[codes[rows] == b]] for b in range(len(labels))]
 

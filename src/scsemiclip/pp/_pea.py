@@ -75,10 +75,9 @@ def pea_augment(
     x = get_rep(adata, use_rep)
     is_ctrl = control_mask(adata, control_key)
     codes, labels = batch_codes(adata, batch_key)
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    controls_by_batch = [
-        torch.as_tensor(c) for c in group_controls(xt.numpy(), is_ctrl, codes, labels, batch_key=batch_key)
-    ]
+    x64 = np.asarray(x, dtype=np.float64)
+    xt = torch.as_tensor(x64)
+    controls_by_batch = [torch.as_tensor(c) for c in group_controls(x64, is_ctrl, codes, labels, batch_key=batch_key)]
     keep = np.flatnonzero(~is_ctrl)
     if keep.size == 0:
         raise ValueError(f"adata has only controls (obs[{control_key!r}] is all True); nothing to augment.")

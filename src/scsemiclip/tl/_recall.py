@@ -276,6 +276,11 @@ def compute_ranks(
     return rank_relationships(x, genes, resolve_sources(sources))
 
 
+def _store(adata: AnnData, key: str, field: str, value: object, params: dict, **extra: object) -> None:
+    """Write one result into ``adata.uns[key]``: ``{field: value, "params": {**params, **extra}, "version"}``."""
+    adata.uns[key] = {field: value, "params": {**params, **extra}, "version": version_info()}
+
+
 def _str_index(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with its index as strings (h5ad writes the index of a DataFrame in ``uns`` as strings)."""
     return table.set_axis(table.index.astype(str))
@@ -351,11 +356,14 @@ def known_relationship_recall(
         adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
     )
     table = ranks.table([threshold]).drop(columns="threshold").set_index("source")
-    adata.uns[key_added] = {
-        "table": table.copy(),
-        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "threshold": threshold},
-        "version": version_info(),
-    }
+    _store(
+        adata,
+        key_added,
+        "table",
+        table.copy(),
+        _params(use_rep, perturbation_key, control_key, ranks),
+        threshold=threshold,
+    )
     timer.done(f"mean recall {table.loc['mean', 'recall']:.4f}, added uns[{key_added!r}]")
     return table
 
@@ -398,11 +406,14 @@ def known_relationship_recall_curve(
         adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
     )
     table = ranks.table(thresholds)
-    adata.uns[key_added] = {
-        "table": _str_index(table),
-        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "thresholds": thresholds},
-        "version": version_info(),
-    }
+    _store(
+        adata,
+        key_added,
+        "table",
+        _str_index(table),
+        _params(use_rep, perturbation_key, control_key, ranks),
+        thresholds=thresholds,
+    )
     return table
 
 
@@ -452,9 +463,8 @@ def retrieved_relationships(
                 "tail": np.where(right[hit], "right", "left"),
             }
         )
-    adata.uns[key_added] = {
-        "tables": {name: _str_index(table) for name, table in out.items()},
-        "params": {**_params(use_rep, perturbation_key, control_key, ranks), "threshold": threshold},
-        "version": version_info(),
-    }
+    tables = {name: _str_index(table) for name, table in out.items()}
+    _store(
+        adata, key_added, "tables", tables, _params(use_rep, perturbation_key, control_key, ranks), threshold=threshold
+    )
     return out
