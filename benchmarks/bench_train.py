@@ -12,7 +12,12 @@ of
 (a) a bare PyTorch loop over pre-paired tensors (one fixed partner per sample), same adapter, same InfoNCE, same
     SGD, a shuffled index per epoch: what any trainer has to compute;
 (b) ``SemiClipped.train`` without PEA (Lightning, device-resident data module, a fresh partner per sample and step);
-(c) the same with PEA (a new bank of ``bank-size`` corrections per batch every epoch, one per sample and step).
+(c) the same with PEA (a new bank of ``bank-size`` corrections per batch every epoch, one per sample and step);
+(d) the cost per minibatch of every augmentation of ``scsemiclip.module.AUGMENTATIONS`` and of PEA's correction
+    (one forward on a ``batch-size`` minibatch of the training inputs, on the device, median of ``aug-repeats``),
+    next to one training step of (a) on the same minibatch measured in the same run, and the one-off cost of
+    fitting each augmentation (MDWGAN-GP: ``gan-steps`` generator steps; scVI denoising: the posterior scale is
+    random here, its one-off computation by the scVI model is not timed). ``--augmentations-only`` runs only (d).
 
 Throughput is samples per epoch over the median epoch time (bank refreshes included) of the epochs after the
 first (warm-up) of ``repeats`` interleaved runs, in wall-clock time and, on CPU, in CPU time of the process
@@ -131,6 +136,67 @@ def model_loop(
     return timer.times
 
 
+def _synchronised(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def augmentation_costs(
+    student: ad.AnnData, teacher: ad.AnnData, args: argparse.Namespace, device: torch.device
+) -> None:
+    """(d): milliseconds per minibatch of each augmentation and of PEA, against one bare training step."""
+    from scsemiclip.module import AUGMENTATIONS
+
+    model = SemiClipped(student, teacher, teacher_rep="X_phenom", pea=True, pea_bank_size=args.bank_size, rng=0)
+    module = model.module.to(device)
+    rows = torch.as_tensor(model.pairing.student_rows)
+    tensors = model._training_tensors()
+    x, keys, batch = (tensors[k][rows].to(device) for k in ("x", "key", "batch"))
+    module.start_training(0)
+    module.refresh_bank()
+    generator = module.generator
+    idx = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))[: args.batch_size].to(device)
+    xb, kb, bb = x[idx], keys[idx], batch[idx]
+    z = module.sample(kb)
+    optimizer = torch.optim.SGD(module.adapter.parameters(), lr=1e-3, momentum=0.95)
+    scale = torch.tensor(10.0, device=device)
+
+    def step() -> None:
+        loss, _ = info_nce(module.adapter(xb), z, scale=scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    costs = {"training step of (a)": (step, 0.0), "pea": (lambda: module.bank.augment(xb, bb, generator), 0.0)}
+    n_keys = int(keys.max()) + 1
+    for name, cls in AUGMENTATIONS.items():
+        aug = cls(p=1.0, **({"n_steps": args.gan_steps} if name == "mdwgan_gp" else {})).to(device)
+        start = time.perf_counter()
+        if name == "scvi_denoise":
+            aug.set_posterior(torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(device))
+        else:
+            aug.fit(x, keys, n_keys=n_keys, generator=torch.Generator(device=device).manual_seed(0))
+        _synchronised(device)
+        fitted = time.perf_counter() - start
+        costs[name] = (lambda aug=aug: aug(xb, batch=bb, key=kb, index=idx, generator=generator), fitted)
+    print(f"(d) cost per minibatch of {args.batch_size} ({args.d_student} dims, median of {args.aug_repeats}):")
+    reference = None
+    for name, (run, fitted) in costs.items():
+        for _ in range(3):
+            run()
+        times = []
+        for _ in range(args.aug_repeats):
+            _synchronised(device)
+            start = time.perf_counter()
+            run()
+            _synchronised(device)
+            times.append(time.perf_counter() - start)
+        ms = 1e3 * float(np.median(times))
+        reference = reference or ms
+        fit_text = f", fit once {fitted:.2f} s" if fitted else ""
+        print(f"  {name:22s} {ms:8.2f} ms   {ms / reference:6.3f} x a training step{fit_text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-obs", type=int, default=20_000, help="student training samples (default: 20000)")
@@ -146,6 +212,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs, best kept (default: 2)")
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu, ... (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--augmentations-only", action="store_true", help="only (d), the augmentation costs")
+    parser.add_argument("--aug-repeats", type=int, default=20, help="timed minibatches per augmentation (default: 20)")
+    parser.add_argument("--gan-steps", type=int, default=50, help="MDWGAN-GP generator steps in (d) (default: 50)")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is warm-up)")
@@ -154,11 +223,15 @@ def main() -> None:
     student, teacher = make_data(args)
     SemiClipped.setup_anndata(student, student_rep="X_emb")
     device = torch.device("cuda" if args.accelerator in ("gpu", "cuda") else args.accelerator)
+    if args.augmentations_only:
+        augmentation_costs(student, teacher, args, device)
+        return
     # (a)'s pre-paired tensors: the training samples of the model, each with one fixed teacher partner
     probe = SemiClipped(student, teacher, teacher_rep="X_phenom", pea=False)
     tensors = probe._training_tensors()
     probe.module.start_training(0)
-    x, z = tensors["x"], probe.module.sample(tensors["key"])
+    rows = torch.as_tensor(probe.pairing.student_rows)
+    x, z = tensors["x"][rows], probe.module.sample(tensors["key"][rows])
     n_steps = x.shape[0] // args.batch_size
     per_epoch = n_steps * args.batch_size
     print(
@@ -187,6 +260,7 @@ def main() -> None:
             print(f"  {name:16s} {rate:9.0f}")
         a, b, c = rates.values()
         print(f"  (b)/(a) = {b / a:.2f} (target >= 0.85)   (c)/(b) = {c / b:.2f} (target >= 0.8)")
+    augmentation_costs(student, teacher, args, device)
 
 
 if __name__ == "__main__":

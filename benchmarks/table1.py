@@ -175,7 +175,7 @@ def main() -> None:
         "Label-based methods (KD, SHAKE, C2KD) pre-train the student adapter and classifier on the pairing keys "
         "before distilling (as in the paper; the objectives' default: 500 AdamW steps at 3e-3 on the adapter's inference input). "
         f"Interpretability decoder: {args.decoder_epochs} epochs, minibatches of {args.decoder_batch_size}, "
-        f"learning rate {args.decoder_lr} (SPEC's Tx-Evaluation setting, 30 epochs of 512 at 1e-4, makes one "
+        f"learning rate {args.decoder_lr} (the Tx-Evaluation setting, 30 epochs of 512 at 1e-4, makes one "
         "step per epoch on these ~900 training samples: every embedding, the unimodal one included, then scores "
         "at the random level, about 24). "
         "Rows without PEA are the base methods (raw embeddings at training and inference, as the paper's Table 2 "

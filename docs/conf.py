@@ -2,15 +2,17 @@
 
 The build is offline (no intersphinx inventories are downloaded) and does not execute notebooks: the
 tutorials are executed by the test suite and rendered here as they are stored. Build with warnings as
-errors::
+errors, then check what readers see (``check_html.py``, also run by ``.ci/run``)::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
+    python docs/check_html.py docs/_build/html
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import re
 import shutil
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.domains import Domain
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 
 HERE = Path(__file__).resolve().parent
@@ -59,7 +62,19 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 master_doc = "index"
 default_role = "literal"
 pygments_style = "default"
-nitpicky = False  # no inventories offline: references to anndata, torch, ... stay plain text
+# Every reference must resolve, so a broken link to our own API fails the build. There are no intersphinx
+# inventories offline: references to third-party types in signatures and inherited docstrings stay plain text.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(anndata|mudata|numpy|np|pandas|pd|scipy|scanpy|torch|lightning|matplotlib|scvi|sklearn)(\..*)?"),
+    (
+        r"py:.*",
+        r"(AnnData|MuData|DataFrame|Series|ndarray|Generator|Axes|Figure|Tensor|Module|Path|Callable|ArrayLike)",
+    ),
+    # The standard library, and the typing names in the signatures and docstrings scvi-tools' members inherit.
+    (r"py:.*", r"(abc|pathlib|os|logging|types|typing|collections)(\..*)?"),
+    (r"py:.*", r"(AnnOrMuData|Number|Literal|Iterable|Sequence|Mapping|Any|Self|Ellipsis|EllipsisType)"),
+]
 
 # No sphinx.ext.intersphinx on purpose: it downloads inventories, and the build must work without network.
 
@@ -79,6 +94,15 @@ typehints_defaults = "braces"
 typehints_document_rtype = True
 always_document_param_types = False
 typehints_fully_qualified = False
+# The class pages (docs/_templates/autosummary/class.rst) list a class's own members and, of the members inherited
+# from scvi-tools' BaseModelClass, only those that apply to an adapter. Left out: the overrides that only raise
+# (members of scvi-tools that do not apply) and torch.nn.Module's ``training`` flag.
+autosummary_context = {
+    "inherited_shown": ("adata", "adata_manager", "device", "history", "is_trained", "to_device", "view_anndata_setup"),
+    "not_applicable": ("differential_abundance", "get_normalized_expression", "training"),
+    # Registries whose value (classes, by their private module path) says less than their description.
+    "no_value": ("AUGMENTATIONS",),
+}
 # sphinx-autodoc-typehints 3.6 calls an API that Sphinx 9 deprecates; upstream's to fix, not ours to print.
 warnings.filterwarnings("ignore", message=r".*_RstSnippetParser\.set_application' is deprecated", category=Warning)
 
@@ -112,8 +136,13 @@ html_theme_options = {
     "use_issues_button": True,
     "use_edit_page_button": False,
     "navigation_with_keys": False,
+    # sphinx-book-theme 1.4 on pydata-sphinx-theme 0.20 would add the header's search button to the sidebar's:
+    # one search field (in the sidebar) is enough.
+    "navbar_persistent": [],
 }
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["scsemiclip.css"]
 
 # -- Tutorials: a single source of truth in ../tutorials ----------------------------------------------------------
 
@@ -121,11 +150,10 @@ TUTORIALS_SRC = ROOT / "tutorials"
 TUTORIALS_DST = HERE / "tutorials"
 
 
-def link_tutorials() -> list[str]:
+def link_tutorials() -> None:
     """Mirror ``../tutorials/*.ipynb`` into ``docs/tutorials/`` as symlinks (copies where links fail).
 
     ``docs/tutorials/`` is generated (git-ignored); stale entries of removed notebooks are deleted.
-    Returns the notebook names.
     """
     notebooks = sorted(TUTORIALS_SRC.glob("*.ipynb"))
     TUTORIALS_DST.mkdir(exist_ok=True)
@@ -143,20 +171,9 @@ def link_tutorials() -> list[str]:
             dst.symlink_to(os.path.relpath(nb, TUTORIALS_DST))
         except OSError:  # e.g. Windows without symlink rights
             shutil.copy2(nb, dst)
-    return [nb.stem for nb in notebooks]
 
 
-TUTORIALS = link_tutorials()
-
-_TOCTREE_RE = re.compile(r"```\{toctree\}.*?\n```\n", re.DOTALL)
-
-
-def _tutorials_page(app: Sphinx, docname: str, source: list[str]) -> None:
-    """With no notebook yet, replace the (then empty) glob toctree of ``tutorials.md`` by a note."""
-    if docname == "tutorials" and not TUTORIALS:
-        note = "```{note}\nNo tutorial notebook is in `tutorials/` yet.\n```\n"
-        source[0] = _TOCTREE_RE.sub(note, source[0], count=1)
-
+link_tutorials()
 
 # -- API completeness: every name of a subpackage's __all__ is on the API page -------------------------------------
 
@@ -186,13 +203,79 @@ def _drop_type_docstrings(app: Sphinx, what: str, name: str, obj: object, option
 
     Instances of scsemiclip's own classes (``scsemiclip.settings``) keep their class's docstring: it documents them.
     """
-    if what not in ("data", "attribute") or isinstance(obj, type) or not type(obj).__doc__:
+    doc = type(obj).__doc__  # not always a string: a slot descriptor for classes with a ``__doc__`` slot
+    if what not in ("data", "attribute") or isinstance(obj, type) or not isinstance(doc, str) or not doc:
         return
     if type(obj).__module__.startswith("scsemiclip"):
         return
-    type_doc = [ln.strip() for ln in type(obj).__doc__.splitlines() if ln.strip()]
+    type_doc = [ln.strip() for ln in doc.splitlines() if ln.strip()]
     if [ln.strip() for ln in lines if ln.strip()] == type_doc:
         lines.clear()
+
+
+def _reexported_constant_doc(app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]) -> None:
+    """A constant that a subpackage re-exports (``datasets.SOURCES``) gets the ``#:`` comment of its private module.
+
+    autodoc reads ``#:`` comments from the module a name is documented in, which only imports it.
+    """
+    if what != "data" or any(line.strip() for line in lines):
+        return
+    package, _, attr = name.rpartition(".")
+    module = sys.modules.get(package)
+    for sub in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{package}."):
+        if sub.name.rpartition(".")[2].startswith("_"):
+            doc = ModuleAnalyzer.for_module(sub.name).find_attr_docs().get(("", attr))
+            if doc:
+                lines[:] = list(doc)
+                return
+
+
+_RETURNS_HEADER = ("Returns", "-------")
+
+
+def _prose_returns(app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]) -> None:
+    """A numpy *Returns* section written as one paragraph of prose becomes the description of an unnamed entry.
+
+    napoleon reads the first line of such a section as a type (a colon in it splits a "name : type"), so it would
+    render the sentence, or its second half, as the return type; the entry ``:`` has neither name nor type, and
+    the return type comes from the annotation.
+    Runs before napoleon. Sections with ``name`` / ``type`` entries (indented descriptions) or with more than one
+    paragraph are left alone.
+    """
+    for i in range(len(lines) - 2):
+        if (lines[i].strip(), lines[i + 1].strip()) != _RETURNS_HEADER:
+            continue
+        end = i + 2
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        body = lines[i + 2 : end]
+        after = next((k for k in range(end, len(lines)) if lines[k].strip()), None)
+        last = after is None or (after + 1 < len(lines) and set(lines[after + 1].strip()) == {"-"})
+        if body and last and not any(line[:1].isspace() for line in body):
+            lines[i + 2 : end] = [":", *(f"    {line}" for line in body)]
+        return
+
+
+_API_LINK_RE = re.compile(r'(<a [^>]*href="[^"]*generated/[^"]*"[^>]*>)([^<]+)(</a>)')
+
+
+def _breakable_api_names(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    """Let the sidebar wrap the API entries' dotted names after a dot or an underscore, not in mid-word.
+
+    Wraps the theme's sidebar function (pydata-sphinx-theme's ``generate_toctree_html``) to add ``<wbr>`` break
+    opportunities to the link texts of the generated API pages. Runs after the theme's own page-context handler.
+    """
+    generate = context.get("generate_toctree_html")
+    if generate is None:
+        return
+
+    def breakable(m: re.Match) -> str:
+        return m[1] + re.sub(r"([._])", r"\1<wbr>", m[2]) + m[3]
+
+    def generate_breakable(*args: object, **kwargs: object) -> str:
+        return _API_LINK_RE.sub(breakable, str(generate(*args, **kwargs)))  # the theme returns HTML or its soup
+
+    context["generate_toctree_html"] = generate_breakable
 
 
 def _plain_citation(name, rawtext, text, lineno, inliner, options=None, content=None):
@@ -213,5 +296,7 @@ def setup(app: Sphinx) -> None:
     app.add_domain(PlainCitations)
     app.add_role("cite", _plain_citation)
     app.connect("autodoc-process-docstring", _drop_type_docstrings)
-    app.connect("source-read", _tutorials_page)
+    app.connect("autodoc-process-docstring", _reexported_constant_doc)  # after _drop_type_docstrings
+    app.connect("autodoc-process-docstring", _prose_returns, priority=400)  # before napoleon (500)
+    app.connect("html-page-context", _breakable_api_names, priority=900)  # after the theme's (500)
     app.connect("builder-inited", check_api_page)

@@ -18,7 +18,7 @@ FIT = {
     "max_epochs": 1,
     "batch_size": 64,
     "hidden_dims": (16,),
-    "interpretability_kwargs": {"max_epochs": 1},
+    "interpretability_kwargs": {"protocol": "paper", "max_epochs": 1},
     "accelerator": "cpu",
     "enable_progress_bar": False,
 }

@@ -1,4 +1,4 @@
-"""tl.interpretability_preservation: split, target, scoring formulas and the end-to-end score (tiny data)."""
+"""tl.interpretability_preservation(_split): split, target, scoring formulas, budgets and end-to-end scores."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import adata_hash
 from scipy import sparse
 from scipy.stats import spearmanr
 
 from scsemiclip import tl
-from scsemiclip.tl._interpretability import decoder, normalized_expression, score_predictions, split_samples
+from scsemiclip.tl._interpretability import (
+    PROTOCOLS,
+    decoder,
+    fit_decoder,
+    normalized_expression,
+    score_predictions,
+    split_samples,
+)
 
-FAST = {"max_epochs": 40, "batch_size": 64, "lr": 3e-3}
+#: The paper's schedule (no minimum, no validation) with a budget that fits the tiny test data quickly.
+FAST = {"protocol": "paper", "max_epochs": 40, "batch_size": 64, "lr": 3e-3}
 
 
 def expression_adata(*, n_batches=6, n_perts=60, reps=4, n_ctrl=8, n_genes=100, d=16, seed=0) -> ad.AnnData:
@@ -171,3 +180,125 @@ def test_input_errors(expr):
     adata.obsm["X_true"][3, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         tl.interpretability_preservation(adata, use_rep="X_true")
+
+
+# ---- budgets: the paper's exact protocol and the default one that fits the decoder at any size ------------------
+
+
+@pytest.fixture(scope="module")
+def small():
+    """1,200 samples x 200 genes: the paper's 30 epochs of batch 512 are about 60 optimiser steps here."""
+    return expression_adata(n_batches=6, n_perts=48, reps=4, n_ctrl=8, n_genes=200)
+
+
+def test_default_protocol_trains_the_decoder_on_small_data(small):
+    adata = small.copy()
+    good = tl.interpretability_preservation(adata, use_rep="X_true", accelerator="cpu")
+    meta = adata.uns["interpretability_preservation"]
+    rand = tl.interpretability_preservation(adata, use_rep="X_random", accelerator="cpu", key_added="rand")
+    assert good["score"] >= rand["score"] + 10, (good["score"], rand["score"])
+    assert 20 < rand["score"] < 30
+    assert meta["params"]["protocol"] == "auto" and meta["params"]["min_steps"] == 2000
+    # the validation part is whole training perturbations, taken from the training split
+    assert meta["n_validation"] == 4 * 4 * round(0.1 * 34) and meta["n_train"] + meta["n_validation"] == 4 * (8 + 136)
+    stopped = adata.uns["rand"]["n_steps"]
+    assert stopped < 2000, "a random embedding stops early"
+    paper = tl.interpretability_preservation(adata, use_rep="X_true", protocol="paper", key_added="paper")
+    assert paper["score"] < good["score"] - 30, "the paper's budget leaves the decoder untrained here"
+
+
+def test_paper_protocol_is_tx_evaluations_configuration(small):
+    adata = small.copy()
+    tl.interpretability_preservation(adata, use_rep="X_true", protocol="paper", max_epochs=2)
+    meta = adata.uns["interpretability_preservation"]
+    paper = PROTOCOLS["paper"]
+    assert (paper.batch_size, paper.lr, paper.max_epochs) == (512, 1e-4, 30)
+    assert meta["params"]["lr"] == 1e-4 and meta["params"]["batch_size"] == 512 and meta["params"]["max_epochs"] == 2
+    assert meta["n_validation"] == 0 and meta["n_steps"] == 2 * int(np.ceil(meta["n_train"] / 512))
+
+
+def test_early_stopping_keeps_the_best_weights():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 8, generator=gen), torch.randn(200, 30, generator=gen)  # nothing to learn: overfits
+    xv, yv = torch.randn(60, 8, generator=gen), torch.randn(60, 30, generator=gen)
+    kw = {"seed": 1, "max_epochs": 1, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "warmup_fraction": 0.1}
+    stopped, steps = fit_decoder(x, y, min_steps=3000, validation=(xv, yv), patience=3, **kw)
+    full, all_steps = fit_decoder(x, y, min_steps=3000, **kw)
+    assert all_steps == 3003 and steps < all_steps  # 7 steps per epoch, extended to >= 3000
+    with torch.no_grad():
+        mse = [torch.nn.functional.mse_loss(m(xv), yv).item() for m in (stopped, full)]
+    assert mse[0] < mse[1]
+
+
+def test_budget_errors(expr):
+    with pytest.raises(ValueError, match="`protocol` must be one of"):
+        tl.interpretability_preservation(expr, use_rep="X_true", protocol="fast")
+    with pytest.raises(ValueError, match="`validation_fraction`"):
+        tl.interpretability_preservation(expr, use_rep="X_true", validation_fraction=1.0)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        tl.interpretability_preservation(expr, use_rep="X_true", batch_size=0)
+    with pytest.raises(ValueError, match="`lr`"):
+        tl.interpretability_preservation(expr, use_rep="X_true", lr=-1.0)
+
+
+# ---- the given-split variant -------------------------------------------------------------------------------------
+
+
+def test_given_split_equals_the_built_in_split(expr):
+    adata = expr.copy()
+    gen = np.random.default_rng(5)
+    batch = adata.obs.batch.cat.codes.to_numpy()
+    train, test = split_samples(
+        batch, pd.factorize(adata.obs.perturbation)[0], adata.obs.is_control.to_numpy(), rng=gen
+    )
+    train_ad, test_ad = adata[train].copy(), adata[test].copy()
+    before = adata_hash(test_ad)
+    given = tl.interpretability_preservation_split(
+        train_ad, test=test_ad, use_rep="X_true", batch_key="batch", perturbation_key="perturbation", rng=gen, **FAST
+    )
+    built_in = tl.interpretability_preservation(adata, use_rep="X_true", rng=5, **FAST)
+    pd.testing.assert_series_equal(given, built_in, rtol=1e-6)
+    assert adata_hash(test_ad) == before
+    assert train_ad.uns["interpretability_preservation_split"]["n_test"] == test.sum()
+
+
+def gene_level(adata: ad.AnnData, genes: pd.Index, *, rep: str) -> ad.AnnData:
+    """Per-gene signatures (mean log-expression minus the controls'), the embedding averaged the same way."""
+    y = pd.DataFrame(normalized_expression(adata.X, name="X"), index=adata.obs_names)
+    emb = pd.DataFrame(adata.obsm[rep], index=adata.obs_names)
+    by = adata.obs.perturbation.to_numpy()
+    sig = y.groupby(by).mean()
+    sig -= sig.loc["NTC"]
+    out = ad.AnnData(X=sig.loc[genes].to_numpy(np.float32), obs=pd.DataFrame(index=genes))
+    out.obsm[rep] = emb.groupby(by).mean().loc[genes].to_numpy()
+    out.obs["is_control"] = genes == "NTC"
+    return out
+
+
+def test_given_split_scores_a_gene_level_map_without_controls(small):
+    genes = pd.Index(sorted(set(small.obs.perturbation) - {"NTC"}))
+    scores = {}
+    for rep in ("X_true", "X_random"):
+        train = gene_level(small, genes[:34], rep=rep)
+        test = gene_level(small, pd.Index([*genes[34:], "NTC"]), rep=rep)  # + the zero pseudo-control
+        assert not train.obs.is_control.any()
+        scores[rep] = tl.interpretability_preservation_split(
+            train, test=test, use_rep=rep, normalize=False, accelerator="cpu", min_steps=500
+        )["score"]
+        meta = train.uns["interpretability_preservation_split"]
+        assert meta["n_validation"] == 3 and meta["n_test"] == 15 and meta["params"]["normalize"] is False
+    assert scores["X_true"] >= scores["X_random"] + 10, scores
+
+
+def test_given_split_errors(expr):
+    train, test = expr[:300].copy(), expr[300:600].copy()
+    with pytest.raises(ValueError, match="lack 1 of the 100 genes"):
+        tl.interpretability_preservation_split(train, test=test[:, 1:].copy(), use_rep="X_true")
+    no_ctrl = test[~test.obs.is_control.to_numpy()].copy()
+    with pytest.raises(ValueError, match="no control"):
+        tl.interpretability_preservation_split(train, test=no_ctrl, use_rep="X_true", batch_key="batch")
+    test.obsm["X_small"] = test.obsm["X_true"][:, :3]
+    with pytest.raises(ValueError, match="same encoder"):
+        tl.interpretability_preservation_split(train, test=test, use_rep="X_true", test_rep="X_small")
+    with pytest.raises(KeyError, match="'X_none' is not in test.obsm"):
+        tl.interpretability_preservation_split(train, test=test, use_rep="X_true", test_rep="X_none")

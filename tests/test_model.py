@@ -69,10 +69,10 @@ def test_pairing_counts_and_training_rows(paired):
     mod = model.module
     assert mod.teacher.shape == (c["n_teacher_paired"], teacher.obsm["X_phenom"].shape[1])
     assert int(mod.teacher_counts.sum()) == c["n_teacher_paired"]
-    tensors = model._training_tensors()
-    assert tensors["x"].shape[0] == c["n_student_paired"]
-    keys = model.pairing.keys[tensors["key"].numpy()]
+    tensors = model._training_tensors()  # every row (the embedding shared); the training rows are student_rows
     rows = model.pairing.student_rows
+    assert tensors["x"].shape[0] == student.n_obs and rows.size == c["n_student_paired"]
+    keys = model.pairing.keys[tensors["key"].numpy()[rows]]
     assert (np.asarray(keys) == student.obs["perturbation"].to_numpy()[rows]).all()
 
 

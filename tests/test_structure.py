@@ -160,6 +160,8 @@ def _classes() -> Iterator[tuple[str, type]]:
     yield "module.SemiClippedModule", module.SemiClippedModule
     for objective in {module.Objective, module.ContrastiveObjective, *module.OBJECTIVES.values()}:
         yield f"module.{objective.__name__}", objective
+    for augmentation in {module.Augmentation, *module.AUGMENTATIONS.values()}:
+        yield f"module.{augmentation.__name__}", augmentation
     yield "train.SemiClippedTrainingPlan", train.SemiClippedTrainingPlan
     yield "train.DeviceDataSplitter", train.DeviceDataSplitter
 

@@ -102,17 +102,20 @@ min_control_fraction
 coral_reg
     Ridge of the CORAL step of TVN."""
 
-doc_recall_data = """\
+doc_map_keys = """\
+perturbation_key
+    Column of ``adata.obs`` with the gene labels (gene symbols); ``None`` uses ``obs_names`` of a gene-level
+    map.
+control_key
+    Boolean column of ``adata.obs`` marking the controls (dropped); ``None`` when there are none."""
+
+doc_recall_data = f"""\
 adata
     Annotated data: per sample (aggregated by ``perturbation_key``, controls dropped) or already one row
     per gene (used as it is: rows whose labels are unique are their own mean).
 use_rep
     Key of the embedding in ``adata.obsm`` (``"X"`` for ``adata.X``).
-perturbation_key
-    Column of ``adata.obs`` with the gene labels (gene symbols); ``None`` uses ``obs_names`` of a gene-level
-    map.
-control_key
-    Boolean column of ``adata.obs`` marking the controls (dropped); ``None`` when there are none.
+{doc_map_keys}
 sources
     Databases among ``"CORUM"``, ``"HuMAP"``, ``"Reactome"``, ``"SIGNOR"``, ``"StringDB"`` (see
     :func:`scsemiclip.datasets.relationships`), DataFrames with columns ``entity1, entity2`` (named

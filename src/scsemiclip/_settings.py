@@ -26,9 +26,15 @@ class ScsemiclipConfig:
         (or the matching :mod:`logging` level number). At ``"info"`` every step logs its start and duration. By
         default the logger inherits the level of Python's root logger (``"warning"`` unless configured).
     n_jobs
-        Number of CPU threads of scsemiclip's own threaded parts (the sort of the similarity null of
-        known-relationship recall); ``None`` (default): all the cores this process may use. Torch keeps its own
-        thread setting (``torch.set_num_threads``).
+        Number of CPU threads of scsemiclip's computations: torch's threads while a model is set up, trained
+        (re-applied at every epoch) or applied, and the sort of the similarity null of known-relationship recall.
+        ``None`` (default): torch's own setting when the user set one (``torch.set_num_threads`` or
+        ``OMP_NUM_THREADS``), else the cores this process may use less those other processes keep busy, at
+        least 1 (so a training beside another CPU-heavy process does not over-subscribe the cores, where
+        spin-waiting thread pools slow every small kernel down many times). Torch's setting is restored afterwards.
+        A fit is bit-identical for the same seed and the same thread count; CPU results can differ in the last
+        bits between thread counts, so set ``n_jobs`` (or torch's threads) to a fixed number when runs on a
+        machine with a varying load must agree bit for bit.
     datasetdir
         Where downloaded data files are cached; by default ``$SCSEMICLIP_DATA_DIR`` if that variable is set, else
         the user cache directory (``pooch.os_cache("scsemiclip")``). Setting it overrides both.
@@ -120,3 +126,60 @@ class ScsemiclipConfig:
 
 #: The settings of this process.
 settings = ScsemiclipConfig()
+
+
+def _running_threads(stat_paths: list[str]) -> int:
+    """How many of the threads whose ``/proc/.../stat`` files are given are running (state ``R``)."""
+    running = 0
+    for path in stat_paths:
+        try:
+            with open(path) as f:
+                running += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+    return running
+
+
+def busy_cores(samples: int = 5, interval: float = 0.002) -> int:
+    """Cores kept busy by other processes now: running threads of the machine less this process's (Linux).
+
+    The median of ``samples`` readings of ``/proc/loadavg`` (runnable threads) ``interval`` seconds apart; 0 where
+    ``/proc`` is not available.
+    """
+    import glob
+    import time
+
+    own = glob.glob(f"/proc/{os.getpid()}/task/*/stat")
+    counts = []
+    for _ in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                machine = int(f.read().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return 0
+        counts.append(max(0, machine - max(1, _running_threads(own))))
+        time.sleep(interval)
+    return sorted(counts)[len(counts) // 2]
+
+
+def compute_threads(torch_threads: int, *, torch_default: int) -> int:
+    """The CPU threads of a computation (see ``n_jobs`` of :class:`ScsemiclipConfig`).
+
+    Parameters
+    ----------
+    torch_threads
+        Torch's current thread count.
+    torch_default
+        The count torch started with; a different current count, or ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in
+        the environment, is the user's setting.
+
+    Returns
+    -------
+    ``settings.n_jobs`` when set; else torch's count when the user set it; else the cores not kept busy by other
+    processes (at least 1).
+    """
+    if settings._n_jobs is not None:
+        return settings._n_jobs
+    if torch_threads != torch_default or any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return torch_threads
+    return max(1, settings.n_jobs - busy_cores())

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scsemiclip._keys import canonical_keys
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -145,13 +147,15 @@ def normalize_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    A new frame with columns ``entity1``, ``entity2`` (strings), in first-occurrence order.
+    A new frame with columns ``entity1``, ``entity2`` (strings in the canonical key form of
+    :func:`scsemiclip._keys.canonical_keys`, rows with a missing entity dropped), in first-occurrence order.
     """
     missing = {"entity1", "entity2"} - set(df.columns)
     if missing:
         raise KeyError(f"A relationship table needs columns 'entity1' and 'entity2'; missing {sorted(missing)}.")
-    a = df["entity1"].astype(str).to_numpy()
-    b = df["entity2"].astype(str).to_numpy()
+    (a, missing_a), (b, missing_b) = canonical_keys(df["entity1"]), canonical_keys(df["entity2"])
+    keep = ~(missing_a | missing_b)
+    a, b = a[keep], b[keep]
     lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
     out = pd.DataFrame({"entity1": lo, "entity2": hi})
     return out[out.entity1 != out.entity2].drop_duplicates(ignore_index=True)

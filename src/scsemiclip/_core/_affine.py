@@ -104,9 +104,12 @@ def _weighted_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Ten
 def _weighted_cov(z: torch.Tensor, weights: torch.Tensor, *, ddof: int) -> torch.Tensor:
     """Weighted covariances ``(K, d, d)`` of ``z``, ``(K, n, d)`` or ``(n, d)``, with ``ddof``."""
     total = weights.sum(1)
-    zk = z if z.dim() == 3 else z.unsqueeze(0).expand(weights.shape[0], -1, -1)
-    mean = torch.einsum("kn,knd->kd", weights, zk) / total[:, None]
-    centred = zk - mean[:, None, :]
+    if z.dim() == 2:  # shared rows: one map at a time, never a (K, n, d) copy of them (K batches x all controls)
+        mean = weights @ z / total[:, None]
+        cov = torch.stack([((z - m) * w[:, None]).T @ (z - m) for w, m in zip(weights, mean, strict=True)])
+        return cov / (total - ddof).clamp_min(1)[:, None, None]
+    mean = torch.einsum("kn,knd->kd", weights, z) / total[:, None]
+    centred = z - mean[:, None, :]
     cov = (centred * weights[:, :, None]).transpose(1, 2) @ centred
     return cov / (total - ddof).clamp_min(1)[:, None, None]
 

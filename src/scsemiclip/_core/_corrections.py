@@ -132,8 +132,8 @@ def correction_maps(
     -------
     One map per batch, index = batch code.
     """
-    xt = torch.as_tensor(x).to(_DTYPE)
-    ctrl = xt[torch.as_tensor(is_control, device=xt.device)]
+    xt = torch.as_tensor(x)
+    ctrl = xt[torch.as_tensor(is_control, device=xt.device)].to(_DTYPE)  # only the controls in float64
     member = torch.as_tensor(
         batch_control_weights(is_control, codes, labels, batch_key=batch_key), dtype=_DTYPE, device=xt.device
     )
@@ -152,11 +152,29 @@ def correction_maps(
     return AffineMaps(pooled.weight @ mat, torch.einsum("d,kde->ke", pooled.bias[0], mat))
 
 
-def apply_maps(x: np.ndarray | torch.Tensor, maps: AffineMaps, codes: np.ndarray) -> np.ndarray:
-    """Apply the map of each row's batch; returns float64 numpy."""
-    xt = torch.as_tensor(x).to(device=maps.weight.device, dtype=maps.weight.dtype)
-    out = maps.apply_rows(xt, torch.as_tensor(codes, device=xt.device))
-    return out.cpu().numpy()
+def apply_maps(
+    x: np.ndarray | torch.Tensor,
+    maps: AffineMaps,
+    codes: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    dtype: np.dtype | type = np.float64,
+    chunk_size: int = 65536,
+) -> np.ndarray:
+    """Apply the map of each row's batch, ``chunk_size`` rows at a time (computed in the maps' precision).
+
+    Only one chunk is held in the maps' precision at a time: the extra memory is the output (``dtype``) plus
+    about ``chunk_size`` rows, whatever the size of ``x``. ``rows`` selects (and orders) the rows to correct.
+    """
+    codes = np.asarray(codes)
+    rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+    out = np.empty((rows.size, maps.weight.shape[2]), dtype=dtype)
+    device, work = maps.weight.device, maps.weight.dtype
+    for start in range(0, rows.size, chunk_size):
+        part = rows[start : start + chunk_size]
+        xt = torch.as_tensor(x[part]).to(device=device, dtype=work)
+        out[start : start + part.size] = maps.apply_rows(xt, torch.as_tensor(codes[part], device=device)).cpu()
+    return out
 
 
 def correct_array(
@@ -174,7 +192,7 @@ def correct_array(
     return apply_maps(x, maps, codes)
 
 
-def zca_tvn(
+def zca_tvn_maps(
     x: np.ndarray,
     is_control: np.ndarray,
     codes: np.ndarray,
@@ -182,8 +200,11 @@ def zca_tvn(
     *,
     batch_key: str | None,
     coral_reg: float,
-) -> np.ndarray:
-    """Basis-preserving TVN with per-batch CORAL on the data's own controls (the model's input / teacher form)."""
-    return correct_array(
+) -> AffineMaps:
+    """Basis-preserving TVN with per-batch CORAL fitted on the data's own controls (the model's input / teacher form).
+
+    The maps (one per batch, float64) are applied with :func:`apply_maps`, e.g. in chunks or to some rows only.
+    """
+    return correction_maps(
         x, is_control, codes, labels, method="tvn", batch_key=batch_key, coral=True, coral_reg=coral_reg, basis="zca"
     )

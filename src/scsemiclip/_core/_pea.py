@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from scsemiclip._validate import check_choices, check_real
+
 from ._affine import TRANSFORM_STEPS, AffineMaps, fit_corrections, sample_control_weights, sample_steps
 
 
@@ -48,17 +50,9 @@ class PEABank:
 
 def check_pea_params(*, transforms: Sequence[str], p_drop: float, min_control_fraction: float) -> tuple[str, ...]:
     """Validate PEA hyper-parameters; returns ``transforms`` as a tuple."""
-    transforms = tuple(transforms)
-    if not transforms:
-        raise ValueError("`transforms` must name at least one of 'center', 'standardize', 'tvn'.")
-    unknown = sorted(set(transforms) - set(TRANSFORM_STEPS))
-    if unknown:
-        raise ValueError(f"Unknown PEA transform(s) {unknown}; choose from {list(TRANSFORM_STEPS)}.")
-    if not 0 <= p_drop < 1:
-        raise ValueError(f"`p_drop` must be in [0, 1), got {p_drop}.")
-    if not 0 < min_control_fraction <= 1:
-        raise ValueError(f"`min_control_fraction` must be in (0, 1], got {min_control_fraction}.")
-    return transforms
+    check_real(p_drop, name="p_drop", low=0, high=1, high_open=True)
+    check_real(min_control_fraction, name="min_control_fraction", low=0, high=1, low_open=True)
+    return check_choices(transforms, name="transforms", choices=TRANSFORM_STEPS)
 
 
 def sample_pea_bank(
@@ -70,6 +64,7 @@ def sample_pea_bank(
     min_control_fraction: float = 0.25,
     coral_reg: float = 0.5,
     generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
 ) -> PEABank:
     """Sample a bank of random PEA corrections for every batch, on the controls' device.
 
@@ -94,6 +89,9 @@ def sample_pea_bank(
         CORAL ridge.
     generator
         Torch generator on the controls' device.
+    dtype
+        Precision in which the maps are kept (cast batch by batch, so that the bank of every batch is never held in
+        the fitting precision at once); ``None``: the controls'.
 
     Returns
     -------
@@ -108,7 +106,8 @@ def sample_pea_bank(
         w = sample_control_weights(
             ctrl.shape[0], bank_size, min_fraction=min_control_fraction, generator=generator, device=device
         )
-        maps.append(fit_corrections(ctrl, w, st, basis="zca", coral_reg=coral_reg))
+        fitted = fit_corrections(ctrl, w, st, basis="zca", coral_reg=coral_reg)
+        maps.append(fitted if dtype is None else fitted.to(dtype=dtype))
         tids.append(tid)
         steps.append(st)
         sizes.append(w.sum(1).long())

@@ -1,6 +1,7 @@
 """Real public data (cached, sha256-checked downloads) and a weakly paired simulator."""
 
 from ._cmea import cmea_u2os
+from ._gene_sets import gene_sets
 from ._periscope import periscope_hela
 from ._registry import data_dir
 from ._relationships import SOURCES, corum_clusters, relationships
@@ -13,6 +14,7 @@ __all__ = [
     "cmea_u2os",
     "corum_clusters",
     "data_dir",
+    "gene_sets",
     "periscope_hela",
     "relationships",
     "replogle_2022",

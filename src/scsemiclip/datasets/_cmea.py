@@ -11,6 +11,7 @@ import pandas as pd
 import rdata
 
 from scsemiclip._utils import Timer
+from scsemiclip._validate import check_flag
 
 from ._registry import fetch
 
@@ -63,6 +64,7 @@ def cmea_u2os(*, as_mudata: bool = True) -> mudata.MuData | tuple[ad.AnnData, ad
     Each modality has ``obs["perturbation"]`` (compound id), ``obs["is_control"]`` (all False) and
     ``obs["batch"]`` (``"U2OS"``).
     """
+    check_flag(as_mudata, name="as_mudata")
     timer = Timer("loading CMEA U2OS L1000 / Cell Painting profiles")
     rna, image = _modality("rna"), _modality("image")
     if not rna.obs_names.equals(image.obs_names):

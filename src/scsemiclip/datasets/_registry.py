@@ -19,6 +19,10 @@ _PERISCOPE = (
     "d8136e56db0eeb8adceb9d6aca0c1d36c9e74551/3_HELA_WGS_Summary/outputs/HeLa_HPLM_hit_list_PCA.csv"
 )
 _CMEA = "https://raw.githubusercontent.com/isarnassiri/CMEA/960cda0c627f45b82bdf636a250c91ef1f9b2d46/data/"
+_REACTOME_GMT = (
+    "https://raw.githubusercontent.com/markziemann/vpa-senescence/"
+    "a36fe56e72ca65276969b5ac47889ccb938ddbd0/ReactomePathways.gmt"
+)
 
 #: file name (relative to the cache) -> (sha256, upstream URL)
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -65,6 +69,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "cmea_cell_morphology_profile.rda": (
         "3c93451202101c5ea6f25fadd90b87716f56e25220b0dae673fd7f0fa1b40f44",
         _CMEA + "Cell_Morphology_Profile.rda",
+    ),
+    "genesets/ReactomePathways.gmt": (
+        "dad43596299f6416b971e913ea736442e498d493e49552fbf3ffc4c407288a74",
+        _REACTOME_GMT,
     ),
 }
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from scsemiclip._utils import normalize_pairs
+from scsemiclip._validate import check_key
 
 from ._registry import fetch
 
+#: Names of the known-relationship databases that :func:`~scsemiclip.datasets.relationships` loads.
 SOURCES: tuple[str, ...] = ("CORUM", "HuMAP", "Reactome", "SIGNOR", "StringDB")
 
 _LICENCES = {
@@ -35,6 +37,7 @@ def relationships(source: str) -> pd.DataFrame:
     -------
     A frame with columns ``entity1`` < ``entity2`` (gene symbols): undirected, de-duplicated, no self-pairs.
     """
+    check_key(source, name="source")
     if source not in SOURCES:
         raise ValueError(f"Unknown relationship source {source!r}; choose from {list(SOURCES)}.")
     return normalize_pairs(pd.read_csv(fetch(f"relationships/{source}.txt")))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scsemiclip._utils import Timer, version_info
+from scsemiclip._validate import check_int
 
 from ._rda import read_rda_lists
 from ._registry import fetch, fetch_url
@@ -89,6 +90,7 @@ def replogle_deg_ranks(
     """
     _check_cell_line(cell_line)
     weights = _rank_weights(weighting)
+    check_int(n_comps, name="n_comps", minimum=1)
     timer = Timer(f"loading Replogle 2022 {cell_line} DE rank signatures")
     (signatures,) = read_rda_lists(fetch(f"perturbseq.{cell_line}.rda")).values()
     knockdowns = list(signatures)
@@ -129,7 +131,7 @@ def replogle_2022(
     ``K562_essential_normalized_bulk_01.h5ad``, about 100 MB, md5-checked against figshare's checksum), or
     ``"singlecell"``, raw UMI counts per cell (``rpe1_raw_singlecell_01.h5ad`` or
     ``K562_essential_raw_singlecell_01.h5ad``, several GB; no checksum known, so not hash-checked). The file
-    ids are in :data:`REPLOGLE_2022_FILES`; pass ``url`` if a file moved.
+    ids of the figshare record are built in; pass ``url`` if a file moved.
 
     Parameters
     ----------

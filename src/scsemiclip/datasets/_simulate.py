@@ -606,7 +606,7 @@ def simulate_weakly_paired(
        of the counts are zeros). This screen is simulated last, so its parameters leave the other outputs
        unchanged.
 
-    Why distillation can help here (SPEC §6): TVN and cosine similarity are blind to invertible linear maps, so
+    Why distillation can help here: TVN and cosine similarity are blind to invertible linear maps, so
     the student's handicap is nonlinear (saturating read-outs, and the stress programme that grows with
     ``|h|^2`` and dominates the direction of strong perturbations) plus perturbation-specific off-target
     programmes, and the teacher has fewer dimensions than the student. A map from student to teacher learnt on

@@ -1,5 +1,7 @@
 """Models (scvi-tools form)."""
 
+from scsemiclip.train import TrainingDivergedError
+
 from ._semiclipped import SemiClipped
 
-__all__ = ["SemiClipped"]
+__all__ = ["SemiClipped", "TrainingDivergedError"]

@@ -1,32 +1,25 @@
 """Weak pairing of student and teacher samples through shared metadata keys (SPEC §1).
 
-Keys are compared as text of canonical values, so the two sides may store them with different dtypes. A column
-whose values are all numbers (int, float, numpy scalars, numeric categories, or text that parses as a number) is
-numeric: its values are written with 7 significant digits (``1``, ``1.0``, ``"1.0"`` and ``np.float32(1)`` all
-become ``"1"``; float32 and float64 copies of ``0.1`` agree). In any other column booleans become ``"True"`` /
-``"False"`` and everything else ``str(value)``. Missing values are allowed only in control rows.
+Keys are compared as canonical texts of their values (:func:`scsemiclip._keys.canonical_keys`, value by value),
+so the two sides may store them with different dtypes: integers of any size compare exactly (``1``, ``1.0``,
+``"1"`` and ``np.int64(1)`` match; distinct 8-digit compound IDs stay distinct), other numbers by value at 12
+significant digits (float32 and float64 copies of ``0.1`` agree), booleans as ``"True"`` / ``"False"`` and
+anything else as ``str(value)``. Missing values are allowed only in control rows.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from scsemiclip._keys import canonical_keys
+
 #: Separator of the columns of a joint key.
 SEP = "\x1f"
-
-
-def _canonical(values: np.ndarray) -> list[str]:
-    """Canonical text of the distinct values of one column (see the module docstring)."""
-    if not any(isinstance(v, bool | np.bool_) for v in values):
-        try:
-            return [f"{v:.7g}" for v in pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(float)]
-        except (ValueError, TypeError):
-            pass
-    return [str(bool(v)) if isinstance(v, bool | np.bool_) else str(v) for v in values]
 
 
 def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,18 +39,17 @@ def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) ->
     Object array of key strings (columns joined by :data:`SEP`) and a boolean mask of missing keys.
     """
     missing = np.zeros(len(obs), dtype=bool)
-    key = np.full(len(obs), "", dtype=object)
-    for i, col in enumerate(columns):
+    texts = []
+    for col in columns:
         if col not in obs.columns:
             raise KeyError(
                 f"{what}.obs has no column {col!r} (a pairing key, `pair_keys={tuple(columns)!r}`); "
                 f"columns: {', '.join(map(repr, obs.columns))}."
             )
-        codes, uniques = pd.factorize(obs[col].to_numpy(dtype=object), use_na_sentinel=True)
-        canon = np.array([*_canonical(np.asarray(uniques, dtype=object)), ""], dtype=object)
-        missing |= codes < 0
-        key = canon[codes] if i == 0 else key + SEP + canon[codes]
-    return key, missing
+        canon, absent = canonical_keys(obs[col])
+        missing |= absent
+        texts.append(canon)
+    return functools.reduce(lambda a, b: a + SEP + b, texts), missing
 
 
 def display_key(key: str) -> str:
@@ -147,8 +139,8 @@ def weak_pairs(
         raise ValueError(
             f"No weak pairs: none of the {n_student_keys} pairing keys of adata (non-control rows, "
             f"`pair_keys={tuple(pair_keys)!r}`) occurs among the {len(t_index)} keys of the teacher{examples}. "
-            "Keys are compared as text; columns of numbers (or of text that parses as numbers) with 7 significant "
-            "digits (1, 1.0 and '1.0' match)."
+            "Keys are compared value by value: integers exactly (1, 1.0 and '1' match), other numbers at 12 "
+            "significant digits, other values as text."
         )
     remap = np.full(len(t_index), -1, dtype=np.int64)
     remap[paired] = np.arange(paired.size)

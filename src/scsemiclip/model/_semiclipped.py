@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import pickle
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,11 +19,26 @@ from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from scsemiclip._core import group_controls, resolve_device, zca_tvn
+from scsemiclip._core import (
+    ACCELERATORS,
+    TRANSFORM_STEPS,
+    AffineMaps,
+    apply_maps,
+    group_controls,
+    resolve_device,
+    zca_tvn_maps,
+)
 from scsemiclip._settings import settings
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed, version_info
-from scsemiclip.module import SemiClippedModule
-from scsemiclip.train import DeviceDataSplitter, EpochProgressBar, SemiClippedTrainingPlan, quiet_lightning
+from scsemiclip._validate import check_choice, check_choices, check_flag, check_int, check_key, check_real
+from scsemiclip.module import Augmentation, ScVIDenoise, SemiClippedModule, build_augmentations
+from scsemiclip.train import (
+    DeviceDataSplitter,
+    EpochProgressBar,
+    SemiClippedTrainingPlan,
+    quiet_lightning,
+    torch_threads,
+)
 
 from ._fields import (
     BATCH_KEY,
@@ -41,6 +59,10 @@ logger = logging.getLogger("scsemiclip")
 
 #: File written by :meth:`SemiClipped.save`.
 MODEL_FILE = "model.pt"
+#: Format of the model file written by :meth:`SemiClipped.save` (files without the field are format 1).
+FORMAT_VERSION = 1
+#: Entries every model file has.
+_SAVED_KEYS = ("state_dict", "init_params", "setup_args", "n_input", "pair_counts")
 #: Key of the set-up arguments in scvi-tools' registry (``AnnDataManager.registry``, see ``view_registry``).
 SETUP_ARGS = "setup_args"
 #: Start methods of Lightning's DDP strategy names.
@@ -54,6 +76,19 @@ def _about(what: str) -> Iterator[None]:
         yield
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from err
+
+
+def shared_float32(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a float32 CPU tensor, sharing its memory when it is float32 already (it is only read, never written).
+
+    A read-only array (e.g. a memory-mapped file) is shared too: torch's warning about non-writable arrays is
+    silenced because nothing writes into the tensor.
+    """
+    if x.dtype != np.float32:
+        return torch.from_numpy(x.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(x)
 
 
 def _ddp_without_buffer_broadcast(strategy: str | Strategy) -> str | Strategy:
@@ -116,7 +151,8 @@ class SemiClipped(BaseModelClass):
         InfoNCE temperature.
     objective_kwargs
         Further options of the objective: ``symmetric`` (CLIP's symmetric loss), ``learn_temperature``,
-        ``mask_same_key`` (mask in-batch negatives sharing the positive's pairing key); for ``"clip"`` also
+        ``mask_same_key`` (mask in-batch negatives sharing the positive's pairing key),
+        ``gather_negatives`` (DDP: negatives from every rank's minibatch); for ``"clip"`` also
         ``teacher_hidden_dims``.
     pea
         PEA during training (needs the student's controls, at least 2 per batch).
@@ -133,11 +169,33 @@ class SemiClipped(BaseModelClass):
         PEA corrections fitted per batch at every epoch; each sample draws one of its batch at every step.
     coral_reg
         Ridge of the CORAL steps.
+    augmentations
+        Training-time augmentations of the student minibatch, applied in order: names of
+        :data:`scsemiclip.module.AUGMENTATIONS` (``"mwo"``, ``"scvi_denoise"``, ``"mdwgan_gp"``, ``"scgft"``),
+        :class:`~scsemiclip.module.Augmentation` objects, and ``"pea"``, which must come last. ``None`` (default):
+        PEA alone when ``pea=True``. When given, PEA runs exactly when ``"pea"`` is named (``pea=False`` with
+        ``"pea"`` named is an error). The augmentations that learn from the data (``"mdwgan_gp"``'s generator,
+        ``"scgft"``'s and ``"mwo"``'s per-key samples) are fitted at every :meth:`train` on the training inputs, on
+        the training device; ``"scvi_denoise"`` needs the trained :class:`scvi.model.SCVI` whose posterior mean is
+        ``obsm[student_rep]`` (``augmentation_kwargs={"scvi_denoise": {"scvi_model": vae}}``), whose AnnData holds
+        every student row (same ``obs_names``).
+    augmentation_kwargs
+        Keyword arguments of the augmentations named in ``augmentations``, by name (e.g.
+        ``{"mwo": {"p": 0.8}, "mdwgan_gp": {"n_steps": 500}}``).
     rng
         Seed or generator: adapter initialisation, and (drawn at each :meth:`train`) minibatch order, partner
         draws and PEA.
     n_teacher_dims, n_keys
         Teacher dimension and number of paired keys, only without ``teacher``.
+
+    Attributes
+    ----------
+    pair_counts_
+        Sample counts of the weak pairing: ``n_student``, ``n_student_controls``, ``n_student_paired`` (the
+        training samples), ``n_student_unpaired`` (non-controls without a teacher sample of their key),
+        ``n_student_keys`` and the same for the teacher, and ``n_keys_paired``; empty without ``teacher``.
+    inference_tvn
+        Whether the adapter's input is TVN-corrected on the data's own controls (``inference_tvn`` resolved).
     """
 
     _module_cls = SemiClippedModule
@@ -165,10 +223,35 @@ class SemiClipped(BaseModelClass):
         min_control_fraction: float = 0.25,
         pea_bank_size: int = 16,
         coral_reg: float = 0.5,
+        augmentations: Sequence[str | Augmentation] | None = None,
+        augmentation_kwargs: dict[str, dict] | None = None,
         rng: RNGLike = 0,
         n_teacher_dims: int | None = None,
         n_keys: int | None = None,
     ) -> None:
+        check_key(teacher_rep, name="teacher_rep")
+        check_key(teacher_batch_key, name="teacher_batch_key", none_ok=True)
+        check_key(teacher_control_key, name="teacher_control_key", none_ok=True)
+        for flag, value in (("teacher_tvn", teacher_tvn), ("pea", pea)):
+            check_flag(value, name=flag)
+        check_flag(inference_tvn, name="inference_tvn", none_ok=True)
+        check_key(objective, name="objective")
+        if isinstance(hidden_dims, str) or not isinstance(hidden_dims, Sequence | np.ndarray):
+            raise TypeError(f"`hidden_dims` must be a sequence of layer sizes, got {hidden_dims!r}.")
+        for size in hidden_dims:
+            check_int(size, name="hidden_dims", minimum=1)
+        check_real(temperature, name="temperature", low=0, low_open=True)
+        if objective_kwargs is not None and not isinstance(objective_kwargs, dict):
+            raise TypeError(f"`objective_kwargs` must be a dict or None, got {type(objective_kwargs).__name__}.")
+        check_choices(pea_transforms, name="pea_transforms", choices=TRANSFORM_STEPS)
+        check_real(p_drop, name="p_drop", low=0, high=1, high_open=True)
+        check_real(min_control_fraction, name="min_control_fraction", low=0, high=1, low_open=True)
+        check_int(pea_bank_size, name="pea_bank_size", minimum=1)
+        check_real(coral_reg, name="coral_reg", low=0)
+        check_int(n_teacher_dims, name="n_teacher_dims", minimum=1, none_ok=True)
+        check_int(n_keys, name="n_keys", minimum=1, none_ok=True)
+        resolve_rng(rng)
+        augmentation_objects, pea = _resolve_augmentations(augmentations, augmentation_kwargs, pea=pea)
         super().__init__(adata)
         objective_kwargs = dict(objective_kwargs or {})
         inference_tvn = self._read_setup(pea=pea, inference_tvn=inference_tvn)
@@ -182,13 +265,14 @@ class SemiClipped(BaseModelClass):
         self.pairing: Pairing | None = None
         z = None
         if teacher is not None:
-            z = self._prepare_teacher(
-                teacher,
-                teacher_rep=teacher_rep,
-                batch_key=self.teacher_batch_key,
-                control_key=self.teacher_control_key,
-                tvn=teacher_tvn,
-            )
+            with torch_threads():
+                z = self._prepare_teacher(
+                    teacher,
+                    teacher_rep=teacher_rep,
+                    batch_key=self.teacher_batch_key,
+                    control_key=self.teacher_control_key,
+                    tvn=teacher_tvn,
+                )
             n_teacher_dims, n_keys = z.shape[1], len(self.pairing.keys)
         elif n_teacher_dims is None or n_keys is None:
             raise ValueError("Without `teacher` (a model for inference only) give `n_teacher_dims` and `n_keys`.")
@@ -208,6 +292,7 @@ class SemiClipped(BaseModelClass):
                 min_control_fraction=min_control_fraction,
                 pea_bank_size=pea_bank_size,
                 coral_reg=coral_reg,
+                augmentations=augmentation_objects,
             )
         if z is not None:
             self.module.set_teacher(torch.as_tensor(z), torch.as_tensor(self.pairing.teacher_counts))
@@ -306,6 +391,7 @@ class SemiClipped(BaseModelClass):
         if not isinstance(teacher, AnnData):
             raise TypeError(f"`teacher` must be an AnnData, got {type(teacher).__name__}.")
         z = get_rep(teacher, teacher_rep, what="teacher")
+        maps, codes = None, None
         t_ctrl = (
             control_mask(teacher, control_key, what="teacher")
             if control_key is not None
@@ -325,7 +411,7 @@ class SemiClipped(BaseModelClass):
                 )
             codes, labels = batch_codes(teacher, batch_key, what="teacher")
             with _about("teacher"):
-                z = zca_tvn(z, t_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
+                maps = zca_tvn_maps(z, t_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
         s_ctrl = (
             control_mask(self.adata, self.control_key)
             if self.control_key is not None
@@ -345,7 +431,11 @@ class SemiClipped(BaseModelClass):
             c["n_student_unpaired"],
             c["n_teacher_paired"],
         )
-        return np.asarray(z[self.pairing.teacher_rows], dtype=np.float32)
+        # only the paired rows are corrected, chunk by chunk, straight into float32 (no full-size copy)
+        rows = self.pairing.teacher_rows
+        if maps is None:
+            return np.asarray(z[rows], dtype=np.float32)
+        return apply_maps(z, maps, codes, rows=rows, dtype=np.float32)
 
     def _controls_by_batch(self, x: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """The student's raw controls grouped by batch, and their number per batch (at least 2 each)."""
@@ -356,10 +446,13 @@ class SemiClipped(BaseModelClass):
         return torch.as_tensor(np.concatenate(groups), dtype=torch.float32), [len(g) for g in groups]
 
     # ----------------------------------------------------------------------------------------------- data
-    def _model_input(
+    def _input_maps(
         self, adata: AnnData, *, student_rep: str, batch_key: str | None, control_key: str | None
-    ) -> np.ndarray:
-        """The adapter's input: the student embedding, TVN-corrected on the data's own controls if :attr:`inference_tvn`."""
+    ) -> tuple[np.ndarray, AffineMaps | None, np.ndarray | None]:
+        """The student embedding, and the input TVN fitted on the data's own controls (maps and batch codes).
+
+        Without :attr:`inference_tvn` the maps and codes are ``None``: the adapter takes the embedding as it is.
+        """
         x = get_rep(adata, student_rep)
         n_input = self.module.adapter[0].in_features
         if x.shape[1] != n_input:
@@ -368,7 +461,7 @@ class SemiClipped(BaseModelClass):
                 "(the dimension of the student embedding it was trained on)."
             )
         if not self.inference_tvn:
-            return x
+            return x, None, None
         if control_key is None:
             raise ValueError(
                 "The model corrects its input with TVN on the data's own controls (`inference_tvn=True`), but "
@@ -377,10 +470,21 @@ class SemiClipped(BaseModelClass):
         is_ctrl = control_mask(adata, control_key)
         codes, labels = batch_codes(adata, batch_key)
         with _about("adata"):
-            return zca_tvn(x, is_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
+            return x, zca_tvn_maps(x, is_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg), codes
+
+    def _model_input(
+        self, adata: AnnData, *, student_rep: str, batch_key: str | None, control_key: str | None
+    ) -> np.ndarray:
+        """The adapter's input for every row: the student embedding, TVN-corrected (in float32) if :attr:`inference_tvn`."""
+        x, maps, codes = self._input_maps(adata, student_rep=student_rep, batch_key=batch_key, control_key=control_key)
+        return x if maps is None else apply_maps(x, maps, codes, dtype=np.float32)
 
     def _training_tensors(self) -> dict[str, torch.Tensor]:
-        """Input, batch code and key code of every training sample (raw input with PEA: it corrects online)."""
+        """Input, batch code and key code of every row of the AnnData (raw input with PEA: it corrects online).
+
+        The training samples are the rows ``pairing.student_rows`` (the key code of the others is -1). A float32
+        embedding is shared, not copied: the data module gathers the rows of each minibatch.
+        """
         if self.pea:
             x = get_rep(self.adata, self.student_rep)
         else:
@@ -388,12 +492,9 @@ class SemiClipped(BaseModelClass):
                 self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
             )
         codes, _ = batch_codes(self.adata, self.batch_key)
-        rows = self.pairing.student_rows
-        return {
-            "x": torch.as_tensor(x[rows], dtype=torch.float32),
-            "batch": torch.as_tensor(codes[rows]),
-            "key": torch.as_tensor(self.pairing.student_codes),
-        }
+        key = np.full(self.adata.n_obs, -1, dtype=np.int64)
+        key[self.pairing.student_rows] = self.pairing.student_codes
+        return {"x": shared_float32(x), "batch": torch.as_tensor(codes), "key": torch.as_tensor(key)}
 
     # ----------------------------------------------------------------------------------------------- training
     def train(
@@ -411,8 +512,7 @@ class SemiClipped(BaseModelClass):
 
         Objectives that pre-train the student (``"kd"``, ``"shake"``, ``"c2kd"``: ``student_pretrain_steps`` in
         ``objective_kwargs``) first fit the adapter and their student classifier to the pairing keys, on the
-        adapter's inference input (TVN-corrected when :attr:`inference_tvn`, without PEA), see
-        :meth:`SemiClippedModule.pretrain_student <scsemiclip.module.SemiClippedModule.pretrain_student>`.
+        adapter's inference input (TVN-corrected when :attr:`inference_tvn`, without PEA).
 
         Parameters
         ----------
@@ -425,10 +525,12 @@ class SemiClipped(BaseModelClass):
         strategy
             Lightning strategy. The names ``"ddp"``, ``"ddp_spawn"``, ``"ddp_fork"`` and ``"ddp_notebook"`` become
             ``DDPStrategy(broadcast_buffers=False)`` (the frozen teacher and the controls are buffers that never
-            change: broadcasting them at every step would be pure overhead). In-batch negatives are per device.
+            change: broadcasting them at every step would be pure overhead). In-batch negatives are per device,
+            unless ``objective_kwargs={"gather_negatives": True}`` (the global batch, see the scaling guide).
         plan_kwargs
-            Keyword arguments of :class:`~scsemiclip.train.SemiClippedTrainingPlan` (``optimizer``, ``lr``,
-            ``weight_decay``, ``momentum``, ``eps``, ``lr_min``).
+            Options of the training plan: ``optimizer`` (``"sgd"``, ``"adamw"`` or ``"adam"``), ``lr`` (1e-3),
+            ``weight_decay`` (1e-4), ``momentum`` (0.95, SGD), ``eps`` (1e-8, Adam), ``lr_min`` (0.0: the end of the
+            per-step cosine schedule).
         **trainer_kwargs
             Keyword arguments of :class:`scvi.train.Trainer` / :class:`lightning.pytorch.Trainer` (e.g.
             ``enable_progress_bar=False``, ``precision="bf16-mixed"``). The progress bar follows
@@ -444,6 +546,12 @@ class SemiClipped(BaseModelClass):
             raise RuntimeError(
                 "This model has no teacher (it was built for inference, e.g. by `load`); train a model built with one."
             )
+        check_int(max_epochs, name="max_epochs", minimum=1)
+        check_int(batch_size, name="batch_size", minimum=1)
+        if isinstance(accelerator, str):
+            check_choice(accelerator, name="accelerator", choices=ACCELERATORS)
+        if plan_kwargs is not None and not isinstance(plan_kwargs, dict):
+            raise TypeError(f"`plan_kwargs` must be a dict or None, got {type(plan_kwargs).__name__}.")
         tensors = self._training_tensors()
         if self.module.objective.student_pretrain_steps > 0:
             # the student's unimodal pre-training (label-based objectives) sees the adapter's inference input
@@ -452,15 +560,22 @@ class SemiClipped(BaseModelClass):
                 x = self._model_input(
                     self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
                 )
-                inputs = torch.as_tensor(x[self.pairing.student_rows], dtype=torch.float32)
-            self.module.set_student_inputs(inputs, tensors["key"])
-        datamodule = self._data_splitter_cls(tensors, batch_size=batch_size, seed=torch_seed(self._rng))
+                inputs = shared_float32(x)
+            rows = torch.as_tensor(self.pairing.student_rows)
+            self.module.set_student_inputs(inputs[rows], tensors["key"][rows])
+        if any(a.needs_index for a in self.module.augmentations):
+            tensors["index"] = torch.arange(self.adata.n_obs)
+        datamodule = self._data_splitter_cls(
+            tensors, batch_size=batch_size, seed=torch_seed(self._rng), rows=self.pairing.student_rows
+        )
         plan = self._training_plan_cls(self.module, seed=torch_seed(self._rng), **(plan_kwargs or {}))
+        if len(self.module.augmentations):
+            self._prepare_augmentations(tensors, seed=torch_seed(self._rng), accelerator=accelerator)
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train // batch_size)))
         trainer_kwargs.setdefault("enable_progress_bar", settings.progress_bar)
         if trainer_kwargs["enable_progress_bar"]:
             trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), EpochProgressBar()]
-        with quiet_lightning(verbose=logger.getEffectiveLevel() <= logging.DEBUG):
+        with quiet_lightning(verbose=logger.getEffectiveLevel() <= logging.DEBUG), torch_threads():
             runner = self._train_runner_cls(
                 self,
                 training_plan=plan,
@@ -474,13 +589,61 @@ class SemiClipped(BaseModelClass):
             )
             runner()
 
+    def _prepare_augmentations(self, tensors: dict[str, torch.Tensor], *, seed: int, accelerator: str) -> None:
+        """Give ``scvi_denoise`` its posterior scale, then fit the augmentations on the training rows (on the device)."""
+        for augmentation in self.module.augmentations:
+            if isinstance(augmentation, ScVIDenoise):
+                augmentation.set_posterior(*self._scvi_posterior(augmentation.scvi_model))
+        device = resolve_device(accelerator) if isinstance(accelerator, str) else torch.device("cpu")
+        rows = torch.as_tensor(self.pairing.student_rows)
+        self.module.fit_augmentations(tensors["x"][rows].to(device), tensors["key"][rows], seed=seed)
+
+    def _scvi_posterior(self, vae: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Posterior scale of every row from the scVI model; the input TVN's linear maps when the input is corrected."""
+        if vae is None:
+            raise ValueError(
+                "Augmentation 'scvi_denoise' draws from the posterior of the trained scVI model whose latent mean is "
+                f"obsm[{self.student_rep!r}]: pass `augmentation_kwargs={{'scvi_denoise': {{'scvi_model': vae}}}}` "
+                "(or `ScVIDenoise(scvi_model=vae)`)."
+            )
+        if not hasattr(vae, "get_latent_representation") or not isinstance(getattr(vae, "adata", None), AnnData):
+            raise TypeError(
+                f"`scvi_model` must be a trained scvi.model.SCVI with its AnnData, got {type(vae).__name__}."
+            )
+        pos = vae.adata.obs_names.get_indexer(self.adata.obs_names)
+        if (pos < 0).any():
+            raise ValueError(
+                f"{int((pos < 0).sum())} student rows (e.g. {self.adata.obs_names[pos < 0][0]!r}) are not in the scVI "
+                "model's AnnData (matched by obs_names); scvi_denoise needs the counts of every student row."
+            )
+        mean, var = vae.get_latent_representation(vae.adata, indices=pos, return_dist=True)
+        x = get_rep(self.adata, self.student_rep)
+        if mean.shape != x.shape or not np.allclose(mean, x, rtol=1e-3, atol=1e-3):
+            raise ValueError(
+                f"obsm[{self.student_rep!r}] is not the posterior mean of the given scVI model (its "
+                "`get_latent_representation()`); scvi_denoise draws around that mean."
+            )
+        maps = None
+        if not self.pea:
+            _, input_maps, _ = self._input_maps(
+                self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
+            )
+            maps = None if input_maps is None else input_maps.weight
+        return torch.as_tensor(np.sqrt(var), dtype=torch.float32), maps
+
     # ----------------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
-    def _adapt(self, x: np.ndarray, *, batch_size: int) -> np.ndarray:
+    def _adapt(
+        self, x: np.ndarray, maps: AffineMaps | None, codes: np.ndarray | None, *, batch_size: int
+    ) -> np.ndarray:
+        """The adapter output of every row, ``batch_size`` rows at a time (input TVN included), into one float32 array."""
         device = self.module.device
-        xt = torch.as_tensor(x, dtype=torch.float32)
-        out = [self.module.adapter(chunk.to(device)).cpu() for chunk in xt.split(batch_size)]
-        return torch.cat(out).numpy()
+        out = np.empty((x.shape[0], self.module.adapter[-1].out_features), dtype=np.float32)
+        for start in range(0, x.shape[0], batch_size):
+            part = slice(start, start + batch_size)
+            chunk = x[part] if maps is None else apply_maps(x[part], maps, codes[part], dtype=np.float32)
+            out[part] = self.module.adapter(torch.as_tensor(chunk, dtype=torch.float32).to(device)).cpu()
+        return out
 
     def get_latent_representation(
         self,
@@ -514,25 +677,33 @@ class SemiClipped(BaseModelClass):
         -------
         ``(n_obs, d_T)`` float32 array.
         """
-        self._check_if_trained(warn=True)
+        if not self.is_trained_:
+            raise ValueError(
+                "The model is not trained: its adapter would give random outputs; call `train()` first (or load a "
+                "trained model with `SemiClipped.load`)."
+            )
+        check_int(batch_size, name="batch_size", minimum=1)
+        if adata is not None and not isinstance(adata, AnnData):
+            raise TypeError(f"`adata` must be an AnnData or None, got {type(adata).__name__}.")
         adata = self.adata if adata is None else adata
-        x = self._model_input(
-            adata,
-            student_rep=self.student_rep if student_rep is None else student_rep,
-            batch_key=self.batch_key if batch_key is ... else batch_key,
-            control_key=self.control_key if control_key is ... else control_key,
-        )
-        return self._adapt(x, batch_size=batch_size)
+        with torch_threads():
+            x, maps, codes = self._input_maps(
+                adata,
+                student_rep=self.student_rep if student_rep is None else student_rep,
+                batch_key=self.batch_key if batch_key is ... else batch_key,
+                control_key=self.control_key if control_key is ... else control_key,
+            )
+            return self._adapt(x, maps, codes, batch_size=batch_size)
 
     # ----------------------------------------------------------------------------------------------- save / load
     @property
     def setup_args(self) -> dict[str, object]:
-        """The arguments the data was set up with (:meth:`setup_anndata`: ``student_rep``, ``pair_keys``, ...)."""
+        """The arguments that :meth:`~SemiClipped.setup_anndata` registered (``student_rep``, ``pair_keys``, ...)."""
         return dict(self.adata_manager.registry[SETUP_ARGS])
 
     @property
     def init_args(self) -> dict[str, object]:
-        """The model's keyword arguments with their defaults resolved, as :meth:`save` stores them.
+        """The model's keyword arguments with their defaults resolved, as :meth:`~SemiClipped.save` stores them.
 
         ``teacher`` is left out; ``inference_tvn``, ``teacher_batch_key`` and ``teacher_control_key`` are the values
         in use, ``n_teacher_dims`` and ``n_keys`` those of the trained adapter, and ``rng`` the int seed (``None``
@@ -543,17 +714,22 @@ class SemiClipped(BaseModelClass):
         args["rng"] = int(rng) if isinstance(rng, int | np.integer) else None
         args["teacher_batch_key"] = self.teacher_batch_key
         args["teacher_control_key"] = self.teacher_control_key
+        if args.get("augmentations") is not None:
+            augmentations = list(self.module.augmentations)
+            args["augmentations"] = [a.name for a in augmentations] + (["pea"] if self.pea else [])
+            args["augmentation_kwargs"] = {a.name: a.params() for a in augmentations}
         return args
 
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
         """Save the weights and the set-up (``dir_path/model.pt``, loadable with ``torch.load(weights_only=True)``).
 
-        Neither the teacher nor any data is saved: :meth:`load` rebuilds the model on a student AnnData.
+        Neither the teacher nor any data is saved: :meth:`load` rebuilds the model on a student AnnData. The file
+        records its format version and is written atomically (a failed save leaves no partial file).
 
         Parameters
         ----------
         dir_path
-            Directory to create.
+            Directory to create (not an existing file).
         overwrite
             Overwrite an existing directory's model file.
 
@@ -561,13 +737,20 @@ class SemiClipped(BaseModelClass):
         -------
         ``None``.
         """
+        check_flag(overwrite, name="overwrite")
         path = Path(dir_path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{str(path)!r} is a file; `save` writes a directory: give a directory path.")
         if path.exists() and not overwrite:
             raise ValueError(f"{str(path)!r} already exists; pass `overwrite=True` or another directory.")
+        if not self.is_trained_:
+            raise ValueError("The model is not trained; call `train()` before `save`.")
         path.mkdir(parents=True, exist_ok=True)
+        partial = path / f".{MODEL_FILE}.partial"
         torch.save(
             {
                 "model": type(self).__name__,
+                "format_version": FORMAT_VERSION,
                 "version": version_info(),
                 "state_dict": self.module.state_dict(),
                 "init_params": self.init_args,
@@ -575,14 +758,19 @@ class SemiClipped(BaseModelClass):
                 "n_input": int(self.module.adapter[0].in_features),
                 "pair_counts": {k: int(v) for k, v in self.pair_counts_.items()},
             },
-            path / MODEL_FILE,
+            partial,
         )
+        partial.replace(path / MODEL_FILE)
 
     @classmethod
     def load(
         cls, dir_path: str | Path, *, adata: AnnData, accelerator: str = "auto", device: int | str = "auto"
     ) -> SemiClipped:
-        """Load a model saved with :meth:`save` for inference on ``adata`` (a student AnnData).
+        """Load a model saved with :meth:`~SemiClipped.save` for inference on ``adata`` (a student AnnData).
+
+        The file is read with ``torch.load(weights_only=True)`` (no code runs) and checked before use; the errors
+        name the path: a missing directory or file, a file that is not a model file, a corrupt or truncated one,
+        another model class, a newer format, missing or mis-shaped tensors.
 
         Parameters
         ----------
@@ -598,9 +786,11 @@ class SemiClipped(BaseModelClass):
         -------
         The model, in eval mode, without teacher (it cannot be trained further).
         """
-        saved = torch.load(Path(dir_path) / MODEL_FILE, map_location="cpu", weights_only=True)
-        if saved.get("model") != cls.__name__:
-            raise ValueError(f"{str(dir_path)!r} holds a {saved.get('model')!r} model, not {cls.__name__}.")
+        if not isinstance(adata, AnnData):
+            raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
+        check_choice(accelerator, name="accelerator", choices=ACCELERATORS)
+        file = _model_file(dir_path)
+        saved = _read_model_file(file, cls.__name__)
         setup_args = saved["setup_args"]
         n_input = get_rep(adata, setup_args["student_rep"]).shape[1]
         if n_input != saved["n_input"]:
@@ -608,11 +798,138 @@ class SemiClipped(BaseModelClass):
                 f"adata.obsm[{setup_args['student_rep']!r}] has {n_input} dimensions; the saved model takes "
                 f"{saved['n_input']}."
             )
+        known = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(saved["init_params"]) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{str(file)!r} was saved with options {unknown} that this scsemiclip's {cls.__name__} does not have "
+                f"(saved by scsemiclip {saved.get('version', '?')})."
+            )
         cls.setup_anndata(adata, **setup_args)
         model = cls(adata, **saved["init_params"])
+        expected = {name: tuple(t.shape) for name, t in model.module.state_dict().items()}
+        found = {name: tuple(t.shape) for name, t in saved["state_dict"].items()}
+        wrong = sorted(name for name in set(expected) & set(found) if expected[name] != found[name])
+        missing = sorted(set(expected) - set(found))
+        if missing or wrong or set(found) - set(expected):
+            detail = "; ".join(
+                f"{what}: {', '.join(names[:5])}"
+                for what, names in (
+                    ("missing", missing),
+                    ("mis-shaped", [f"{n} {found[n]} (expected {expected[n]})" for n in wrong]),
+                    ("unexpected", sorted(set(found) - set(expected))),
+                )
+                if names
+            )
+            raise ValueError(f"{str(file)!r} does not hold this model's tensors ({detail}); the file is damaged.")
         model.module.load_state_dict(saved["state_dict"])
         model.pair_counts_ = dict(saved["pair_counts"])
         model.is_trained_ = True
         model.to_device(resolve_device(accelerator, device))
         model.module.eval()
         return model
+
+    # ------------------------------------------------ scvi-tools members that do not apply to an adapter
+    def differential_abundance(self, *args: object, **kwargs: object) -> None:
+        """Not available: the adapter has no latent density to compare between groups.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Ignored.
+
+        Raises
+        ------
+        NotImplementedError
+            Always; compare embeddings with :func:`scsemiclip.tl.known_relationship_recall` instead.
+        """
+        _not_for_an_adapter("differential_abundance", "scsemiclip.tl.known_relationship_recall")
+
+    def get_normalized_expression(self, *args: object, **kwargs: object) -> None:
+        """Not available: the adapter maps embeddings to embeddings and has no expression decoder.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Ignored.
+
+        Raises
+        ------
+        NotImplementedError
+            Always; embed data with :meth:`get_latent_representation` instead.
+        """
+        _not_for_an_adapter("get_normalized_expression", "SemiClipped.get_latent_representation")
+
+
+def _not_for_an_adapter(member: str, instead: str) -> None:
+    """Raise the error of an inherited scvi-tools member that a Semi-Clipped adapter does not support."""
+    raise NotImplementedError(
+        f"SemiClipped.{member} is inherited from scvi-tools but does not apply to a Semi-Clipped adapter, which "
+        f"maps a frozen embedding to another embedding (no generative model); use {instead} instead."
+    )
+
+
+def _resolve_augmentations(
+    augmentations: Sequence[str | Augmentation] | None, options: dict[str, dict] | None, *, pea: bool
+) -> tuple[tuple[Augmentation, ...], bool]:
+    """The augmentation objects (without PEA) and whether PEA runs (see the model's ``augmentations``)."""
+    if augmentations is None:
+        if options:
+            raise ValueError("`augmentation_kwargs` is given without `augmentations`; name the augmentations.")
+        return (), pea
+    objects, named_pea = build_augmentations(augmentations, options=options)
+    if named_pea and not pea:
+        raise ValueError("`pea=False`, but 'pea' is named in `augmentations`; drop one of the two.")
+    return objects, named_pea
+
+
+def _model_file(dir_path: str | Path) -> Path:
+    """The model file of a directory written by :meth:`SemiClipped.save`; the errors name the path."""
+    if not isinstance(dir_path, str | Path):
+        raise TypeError(f"`dir_path` must be a path, got {type(dir_path).__name__}.")
+    path = Path(dir_path)
+    if not path.exists():
+        raise FileNotFoundError(f"No model directory {str(path)!r}.")
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; give the directory written by `SemiClipped.save`.")
+    file = path / MODEL_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{str(path)!r} has no {MODEL_FILE}: it is not a directory written by `save`.")
+    return file
+
+
+def _read_model_file(file: Path, model_name: str) -> dict:
+    """The checked contents of a model file (see :meth:`SemiClipped.load` for what is checked)."""
+    with file.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{str(file)!r} is not a model file (not a torch archive written by `SemiClipped.save`).")
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{str(file)!r} holds objects other than tensors and plain values; it was not written by "
+            "`SemiClipped.save` and is not loaded (no code from a model file is run)."
+        ) from err
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ValueError(
+            f"{str(file)!r} is corrupt or truncated ({type(err).__name__}); save the model again."
+        ) from err
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise ValueError(f"{str(file)!r} is not a model file written by `SemiClipped.save`.")
+    if saved["model"] != model_name:
+        raise ValueError(f"{str(file)!r} holds a {saved['model']!r} model, not {model_name}.")
+    fmt = saved.get("format_version", 1)
+    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(file)!r} has model format {fmt!r} (scsemiclip {saved.get('version', '?')}); this scsemiclip "
+            f"reads formats up to {FORMAT_VERSION}: upgrade scsemiclip."
+        )
+    missing = [key for key in _SAVED_KEYS if key not in saved]
+    if missing:
+        raise ValueError(f"{str(file)!r} lacks {missing}; the file is damaged or not written by `save`.")
+    if not isinstance(saved["state_dict"], dict) or not all(
+        isinstance(t, torch.Tensor) for t in saved["state_dict"].values()
+    ):
+        raise ValueError(f"{str(file)!r} has no tensors under 'state_dict'; the file is damaged.")
+    return saved

@@ -10,6 +10,7 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from scsemiclip._core import PEABank, check_pea_params, mlp, sample_pea_bank
 from scsemiclip._docs import doc_key, doc_params
 
+from ._augmentations import Augmentation
 from ._objectives import get_objective, minimise
 
 
@@ -56,6 +57,9 @@ class SemiClippedModule(BaseModuleClass):
     pea_transforms, p_drop, min_control_fraction, pea_bank_size, coral_reg
         PEA settings, as in :func:`scsemiclip.pp.pea_augment` (``transforms``, ...); ``pea_bank_size``
         corrections are fitted per batch at every refresh.
+    augmentations
+        Further training-time augmentations of the student (:data:`scsemiclip.module.AUGMENTATIONS` objects),
+        applied in order to every training minibatch before PEA (fitted by :meth:`fit_augmentations`).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class SemiClippedModule(BaseModuleClass):
         min_control_fraction: float = 0.25,
         pea_bank_size: int = 16,
         coral_reg: float = 0.5,
+        augmentations: Sequence[Augmentation] = (),
     ) -> None:
         super().__init__()
         objective_cls = get_objective(objective)
@@ -96,6 +101,7 @@ class SemiClippedModule(BaseModuleClass):
         self.min_control_fraction = min_control_fraction
         self.pea_bank_size = pea_bank_size
         self.coral_reg = coral_reg
+        self.augmentations = torch.nn.ModuleList(augmentations)
         self.register_buffer("teacher", torch.empty(0, n_teacher), persistent=False)
         self.register_buffer("teacher_offsets", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("teacher_counts", torch.empty(0, dtype=torch.long), persistent=False)
@@ -225,8 +231,8 @@ class SemiClippedModule(BaseModuleClass):
             min_control_fraction=self.min_control_fraction,
             coral_reg=self.coral_reg,
             generator=self.generator,
+            dtype=torch.float32,
         )
-        bank.maps = bank.maps.to(dtype=torch.float32)
         self.bank = bank
 
     def pretrain_student(self, *, seed: int, batch_size: int = 1024) -> None:
@@ -268,6 +274,27 @@ class SemiClippedModule(BaseModuleClass):
             generator=torch.Generator(device=x.device).manual_seed(seed),
         )
 
+    def fit_augmentations(self, x: torch.Tensor, keys: torch.Tensor, *, seed: int) -> None:
+        """Fit every augmentation on the training inputs (see :meth:`scsemiclip.module.Augmentation.fit`).
+
+        Parameters
+        ----------
+        x
+            ``(n, d_S)`` the training inputs as the data module yields them, on the device to fit on.
+        keys
+            ``(n,)`` pairing-key code of every row.
+        seed
+            Seed of the generator (on the device of ``x``) the augmentations fit with, one after the other.
+
+        Returns
+        -------
+        ``None``; the augmentations' non-persistent buffers are filled on the device of ``x``.
+        """
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        for augmentation in self.augmentations:
+            augmentation.to(x.device)
+            augmentation.fit(x, keys.to(x.device), n_keys=len(self.teacher_counts), generator=generator)
+
     def end_training(self) -> None:
         """Release the bank and the generator."""
         self.bank = None
@@ -275,17 +302,24 @@ class SemiClippedModule(BaseModuleClass):
 
     # ----------------------------------------------------------------------------------------------- forward
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"x": tensors["x"], "batch": tensors["batch"]}
+        inputs = {"x": tensors["x"], "batch": tensors["batch"]}
+        if len(self.augmentations):  # what the augmentations read
+            inputs |= {"key": tensors["key"], "index": tensors.get("index")}
+        return inputs
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         return {"key": tensors["key"]}
 
-    def inference(self, x: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Adapter output ``h``; in training mode with a PEA bank, ``x`` first gets a random correction of its batch.
+    def inference(
+        self, x: torch.Tensor, batch: torch.Tensor, key: torch.Tensor | None = None, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Adapter output ``h``; in training mode ``x`` is first augmented, then, with a PEA bank, corrected.
 
-        The correction runs in float32 even under mixed precision (whitening maps have a large dynamic range).
+        In training mode, the :attr:`augmentations` run in order on ``x``, then every sample gets a random PEA
+        correction of its batch. Both run in float32 even under mixed precision (whitening maps have a large
+        dynamic range).
 
         Parameters
         ----------
@@ -294,12 +328,21 @@ class SemiClippedModule(BaseModuleClass):
             adapter's inference input otherwise.
         batch
             ``(B,)`` batch code of every sample (it selects the sample's PEA corrections).
+        key
+            ``(B,)`` pairing-key code of every sample (read by the augmentations).
+        index
+            ``(B,)`` row of every sample in the training inputs (read by augmentations that need it).
 
         Returns
         -------
         ``{"h": ...}``: the ``(B, d)`` adapter output, ``d`` the teacher's dimension or the objective's
         ``output_dim``.
         """
+        if self.training and len(self.augmentations):
+            with torch.autocast(x.device.type, enabled=False):
+                x = x.float()
+                for augmentation in self.augmentations:
+                    x = augmentation(x, batch=batch, key=key, index=index, generator=self.generator)
         if self.training and self.bank is not None:
             with torch.autocast(x.device.type, enabled=False):
                 x = self.bank.augment(x.float(), batch, self.generator)

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from scsemiclip._validate import check_key
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -84,6 +86,9 @@ def benchmark(
     """
     from scsemiclip.tl import benchmark_summary  # the statistics; imported here so that `pl` does not load `tl`
 
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"`df` must be the DataFrame of `scsemiclip.tl.benchmark`, got {type(df).__name__}.")
+    check_key(metric, name="metric")
     if metric not in df.columns:
         raise KeyError(f"`df` has no column {metric!r}; pass the table of `tl.benchmark` and one of its metrics.")
     available = list(dict.fromkeys(df["dataset"]))

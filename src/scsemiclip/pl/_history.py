@@ -22,7 +22,7 @@ def training_history(model: SemiClipped, *, keys: Sequence[str] | None = None, a
     model
         A trained :class:`scsemiclip.model.SemiClipped` (its :attr:`~scsemiclip.model.SemiClipped.history`).
     keys
-        History entries to draw; default: every entry whose name contains ``"loss"``.
+        History entry, or entries, to draw; default: every entry whose name contains ``"loss"``.
     ax
         Axes to draw into; a new figure when ``None``.
 
@@ -33,7 +33,7 @@ def training_history(model: SemiClipped, *, keys: Sequence[str] | None = None, a
     history: dict[str, pd.DataFrame] = getattr(model, "history", None) or {}
     if not history:
         raise ValueError("The model has no training history; train it first (`model.train()`).")
-    names = [k for k in history if "loss" in k] if keys is None else list(keys)
+    names = [k for k in history if "loss" in k] if keys is None else [keys] if isinstance(keys, str) else list(keys)
     missing = [k for k in names if k not in history]
     if missing or not names:
         raise KeyError(f"No history entry {missing or 'with a loss'}; available: {sorted(history)}.")

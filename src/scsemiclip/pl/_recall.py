@@ -12,6 +12,8 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.patches import Circle
 
+from scsemiclip._validate import check_key, check_threshold, check_thresholds
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -56,8 +58,14 @@ def recall(
 
     Returns
     -------
-    The Axes, with one bar per database (and ``"mean"``) and embedding, heights equal to the recall.
+    The Axes, with one bar per database (and ``"mean"``) and embedding, heights equal to the recall. Each bar is
+    labelled with its value where the labels fit the Axes as drawn: horizontally where a label is narrower than
+    its bar, vertically where only that fits, and not at all where bars are too narrow even for vertical labels
+    (give a wider ``ax``, or read the values from the table).
     """
+    check_key(key, name="key")
+    if threshold is not None:
+        check_threshold(threshold, name="threshold")
     named = dict(adata_or_table) if isinstance(adata_or_table, Mapping) else {"": adata_or_table}
     results = {name: _recall_table(data, key) for name, data in named.items()}
     if threshold is None:
@@ -69,10 +77,11 @@ def recall(
         _, ax = plt.subplots(figsize=(1.0 + 0.9 * len(sources) * max(1, len(series) ** 0.5), 3.5))
     width = 0.8 / len(series)
     x = np.arange(len(sources))
+    groups = []
     for k, (name, rec) in enumerate(series.items()):
         heights = rec.reindex(sources).to_numpy(dtype=float)
         bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=name or None, color=f"C{k}")
-        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+        groups.append(bars)
         if "mean" in sources:
             bars[-1].set_hatch("//")
     if threshold is not None:
@@ -81,11 +90,55 @@ def recall(
     ax.set_ylabel("recall")
     ax.set_title("Known-relationship recall")
     ax.margins(y=0.15)
+    _value_labels(ax, groups)
     if len(series) > 1:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     elif threshold is not None:
         ax.legend(fontsize=8, frameon=False)
     return ax
+
+
+_LABEL_SIZE = 7  # points
+_LABEL_PAD = 1  # points between a bar and its label
+_MAX_LABEL_HEADROOM = 0.4  # of the Axes height: more room than this for vertical labels and they are left out
+# Labels are placed for the Axes as they are when plotted; a later fig.tight_layout() shrinks them (by a few
+# percent to a fifth), so labels need this much more space than they take.
+_LAYOUT_SLACK = 1.25
+
+
+def _value_labels(ax: Axes, groups: Sequence) -> None:
+    """Label every bar with its height (3 decimals), placed by the space the Axes gives them.
+
+    Adjacent bars touch, so two labels cannot overlap when each is at most as wide as its bar. Labels are
+    horizontal when the text is that narrow, else vertical when the text height is (with head room made above
+    the tallest bar), else left out.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    texts = [["" if np.isnan(h) else f"{h:.3f}" for h in bars.datavalues] for bars in groups]
+    widest = max((s for group in texts for s in group), key=len, default="")
+    if not widest:
+        return
+    probe = ax.text(0, 0, widest, fontsize=_LABEL_SIZE, transform=None)
+    extent = probe.get_window_extent(renderer)
+    probe.remove()
+    left, right = ax.transData.transform([(0, 0), (groups[0][0].get_width(), 0)])[:, 0]
+    bar_px = abs(right - left)
+    pad_px = _LABEL_PAD * ax.figure.dpi / 72
+    if _LAYOUT_SLACK * (extent.width + pad_px) <= bar_px:
+        rotation = 0
+    elif _LAYOUT_SLACK * (extent.height + pad_px) <= bar_px:
+        rotation = 90
+        bottom, top = ax.get_ylim()
+        tallest = max(np.nanmax(np.asarray(bars.datavalues, dtype=float), initial=bottom) for bars in groups)
+        # label length as a fraction of the Axes height, with room for a later layout change
+        room = _LAYOUT_SLACK * (extent.width + 2 * pad_px) / ax.bbox.height
+        if room > _MAX_LABEL_HEADROOM:
+            return
+        ax.set_ylim(bottom, max(top, (tallest - room * bottom) / (1 - room)))
+    else:
+        return
+    for bars, labels in zip(groups, texts, strict=True):
+        ax.bar_label(bars, labels=labels, fontsize=_LABEL_SIZE, padding=_LABEL_PAD, rotation=rotation)
 
 
 @dataclass(frozen=True)
@@ -248,10 +301,11 @@ def recall_thresholds(
     ValueError
         When ``source`` or one of ``thresholds`` is not stored, or several different results match an embedding.
     """
+    wanted = None if thresholds is None else np.sort(check_thresholds(thresholds, name="thresholds"))
+    check_key(source, name="source")
     by, names = _selection(use_reps, keys)
     legend = _legend_names(names, labels)
     results = _stored(adata, _CURVE, by, names)
-    wanted = None if thresholds is None else np.sort(np.atleast_1d(np.asarray(thresholds, dtype=float)))
     curves = [_curve(result, key, source=source, thresholds=wanted) for key, result in results.values()]
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
@@ -287,7 +341,7 @@ def relationship_venn(
     source: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Venn diagram of the known relationships retrieved by two or three embeddings (paper Fig. 4).
+    """Venn diagram of the known relationships retrieved by two or three embeddings (the paper's Figure 4).
 
     Draws the relationships stored by :func:`scsemiclip.tl.retrieved_relationships`; nothing is recomputed
     (``adata`` is not modified).

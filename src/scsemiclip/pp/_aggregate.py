@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scsemiclip._keys import canonical_keys
 from scsemiclip._utils import check_obs_keys, control_mask, get_rep
+from scsemiclip._validate import check_choice, check_key
 
 
 def aggregate(
@@ -27,7 +29,9 @@ def aggregate(
     use_rep
         Key of the embedding in ``adata.obsm``.
     by
-        Column of ``adata.obs`` to group by.
+        Column of ``adata.obs`` to group by. Labels are compared in the canonical form of pairing keys
+        (``1``, ``1.0``, ``"1"`` and ``"1.0"`` are one group, written ``"1"``; see
+        :func:`~scsemiclip.tl.fit_semiclipped`'s ``pair_keys``).
     control_key
         Boolean column marking controls, which are dropped; ``None`` keeps every row.
     method
@@ -44,17 +48,22 @@ def aggregate(
     ``obs["n_samples"]``
         Number of rows aggregated into the group.
     """
-    if method not in ("mean", "median"):
-        raise ValueError(f"`method` must be 'mean' or 'median', got {method!r}.")
+    check_choice(method, name="method", choices=("mean", "median"))
+    check_key(by, name="by")
+    check_key(control_key, name="control_key", none_ok=True)
     x = get_rep(adata, use_rep)
     check_obs_keys(adata, [by])
     keep = ~control_mask(adata, control_key) if control_key is not None else np.ones(adata.n_obs, dtype=bool)
-    labels = adata.obs[by].to_numpy()[keep]
-    if pd.isna(labels).any():
-        raise ValueError(f"adata.obs[{by!r}] has missing values among the rows to aggregate.")
-    if labels.size == 0:
+    labels, missing = canonical_keys(adata.obs[by])
+    bad = np.flatnonzero(missing & keep)
+    if bad.size:
+        raise ValueError(
+            f"adata.obs[{by!r}] has missing values in {bad.size} row(s) to aggregate (first: "
+            f"{adata.obs_names[bad[0]]!r}); fill them or mark those rows as controls."
+        )
+    if not keep.any():
         raise ValueError("No rows left to aggregate after dropping the controls.")
-    codes, groups = pd.factorize(pd.Series(labels).astype(str), sort=True)
+    codes, groups = pd.factorize(labels[keep], sort=True)
     xk = np.asarray(x[keep], dtype=np.float64)
     counts = np.bincount(codes, minlength=len(groups))
     if method == "mean":

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 import anndata as ad
 import numpy as np
 
+from scsemiclip._keys import canonical_keys, canonical_value
 from scsemiclip._utils import check_obs_keys
+from scsemiclip._validate import check_key
 
 
 def mark_controls(
@@ -26,9 +28,10 @@ def mark_controls(
     perturbation_key
         Column of ``adata.obs`` with the perturbation label.
     control_values
-        The label, or labels, of negative controls (e.g. ``"non-targeting"`` or ``["DMSO", "EMPTY"]``).
+        The label, or labels, of negative controls (e.g. ``"non-targeting"`` or ``["DMSO", "EMPTY"]``), compared
+        in the canonical form of pairing keys (``0`` matches ``"0"`` and ``0.0``).
     key_added
-        Name of the boolean column written.
+        Name of the boolean column written (not ``perturbation_key``: the labels are kept).
 
     Returns
     -------
@@ -37,12 +40,21 @@ def mark_controls(
     ``adata.obs[key_added]``
         ``True`` for rows whose ``obs[perturbation_key]`` is one of ``control_values``.
     """
+    check_key(perturbation_key, name="perturbation_key")
+    check_key(key_added, name="key_added")
+    if key_added == perturbation_key:
+        raise ValueError(
+            f"`key_added={key_added!r}` equals `perturbation_key`; choose another column so the labels are kept."
+        )
     check_obs_keys(adata, [perturbation_key])
-    values = [control_values] if isinstance(control_values, str) else list(control_values)
+    if isinstance(control_values, str) or not isinstance(control_values, Iterable):
+        control_values = [control_values]
+    values = list(control_values)
     if not values:
         raise ValueError("`control_values` is empty; give the label(s) of the negative controls.")
     col = adata.obs[perturbation_key]
-    mask = col.isin(values).to_numpy(dtype=bool)
+    keys, missing = canonical_keys(col)
+    mask = np.isin(keys, [canonical_value(v) for v in values]) & ~missing
     if not mask.any():
         present = ", ".join(map(repr, col.astype(str).unique()[:10]))
         raise ValueError(

@@ -9,6 +9,7 @@ import numpy as np
 from scsemiclip._core import correct_array
 from scsemiclip._docs import doc_adata_rep, doc_batch_key, doc_control_key, doc_copy, doc_correction_returns, doc_params
 from scsemiclip._utils import Timer, batch_codes, control_mask, default_key, get_rep, storable, version_info
+from scsemiclip._validate import check_choice, check_flag, check_key, check_real
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -34,8 +35,15 @@ def _correct(
     suffix: str,
     **kwargs: object,
 ) -> AnnData | None:
+    check_key(use_rep, name="use_rep")
+    check_key(batch_key, name="batch_key", none_ok=True)
+    check_key(control_key, name="control_key")
+    check_key(key_added, name="key_added", none_ok=True)
+    check_flag(copy, name="copy")
     timer = Timer(f"{method} on obsm[{use_rep!r}]")
     x = get_rep(adata, use_rep)
+    if x.shape[0] == 0:
+        raise ValueError(f"adata has no rows (obsm[{use_rep!r}] has shape {x.shape}); nothing to {method}.")
     is_ctrl = control_mask(adata, control_key)
     codes, labels = batch_codes(adata, batch_key)
     key = default_key(use_rep, suffix, key_added)
@@ -154,7 +162,7 @@ def tvn(
     coral
         Apply the per-batch CORAL step.
     coral_reg
-        Ridge added to each batch's control covariance before the inverse square root.
+        Ridge (>= 0) added to each batch's control covariance before the inverse square root.
     basis
         ``"pca"`` (efaar's output basis) or ``"zca"`` (input basis).
     key_added
@@ -163,6 +171,9 @@ def tvn(
 
     {doc_correction_returns}
     """
+    check_flag(coral, name="coral")
+    check_real(coral_reg, name="coral_reg", low=0)
+    check_choice(basis, name="basis", choices=("pca", "zca"))
     return _correct(
         adata,
         method="tvn",

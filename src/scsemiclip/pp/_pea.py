@@ -9,7 +9,8 @@ import torch
 
 from scsemiclip._core import STEPS, check_pea_params, group_controls, sample_pea_bank
 from scsemiclip._docs import doc_adata_rep, doc_control_key, doc_params, doc_pea
-from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, torch_seed
+from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed
+from scsemiclip._validate import check_int, check_key, check_real
 
 
 def steps_to_names(steps: np.ndarray) -> pd.Categorical:
@@ -67,10 +68,13 @@ def pea_augment(
         and ``pea_steps`` (the kept steps, ``"+"``-joined, e.g. ``"center+whiten"``) and ``pea_n_controls``
         (controls it was fitted on). ``obs_names`` get a ``-pea<round>`` suffix.
     """
-    if n_augmentations < 1:
-        raise ValueError(f"`n_augmentations` must be >= 1, got {n_augmentations}.")
-    if bank_size is not None and bank_size < 1:
-        raise ValueError(f"`bank_size` must be >= 1 or None, got {bank_size}.")
+    check_key(use_rep, name="use_rep")
+    check_key(batch_key, name="batch_key", none_ok=True)
+    check_key(control_key, name="control_key")
+    check_int(n_augmentations, name="n_augmentations", minimum=1)
+    check_int(bank_size, name="bank_size", minimum=1, none_ok=True)
+    check_real(coral_reg, name="coral_reg", low=0)
+    resolve_rng(rng)
     transforms = check_pea_params(transforms=transforms, p_drop=p_drop, min_control_fraction=min_control_fraction)
     x = get_rep(adata, use_rep)
     is_ctrl = control_mask(adata, control_key)

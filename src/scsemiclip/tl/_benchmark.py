@@ -20,6 +20,7 @@ from scipy import stats
 
 from scsemiclip._docs import doc_eval_layer, doc_eval_perturbation_key, doc_eval_sources, doc_params
 from scsemiclip._utils import Timer, get_rep, logger
+from scsemiclip._validate import check_flag, check_int, check_key
 from scsemiclip.datasets import SOURCES
 from scsemiclip.pp import tvn
 
@@ -126,6 +127,9 @@ def evaluate_representations(
     Also writes into ``adata``: ``obsm[f"{rep}_tvn_eval"]`` and ``uns[f"{rep}_tvn_eval"]`` (with output TVN),
     ``uns[f"recall_{label}"]`` and, when scored, ``uns["interpretability_preservation"]`` (of the last label).
     """
+    check_flag(output_tvn, name="output_tvn")
+    check_flag(interpretability, name="interpretability")
+    check_key(perturbation_key, name="perturbation_key")
     scored = _scores_interpretability(interpretability=interpretability, batch_key=batch_key, control_key=control_key)
     rows, tables = {}, {}
     for label, rep in _labelled(use_reps).items():
@@ -272,22 +276,34 @@ class _Training:
     """Settings of every method (``max_epochs`` and :func:`benchmark`'s ``**fit_kwargs``)."""
     method_kwargs: Mapping[str, Mapping[str, object]]
 
-    def fit(self, run: _Run) -> SemiClipped:
-        """Train the run's method on the training copy, with ``rng=run.seed``."""
+    def fit(self, run: _Run) -> SemiClipped | None:
+        """Train the run's method on the training copy, with ``rng=run.seed``; ``None`` (a warning) if it diverged."""
+        from scsemiclip.model import TrainingDivergedError
+
         logger.info("benchmark: %s, pea=%s, seed %d", run.method, run.pea, run.seed)
         kwargs = {**self.fit_kwargs, **dict(self.method_kwargs.get(run.method, {}))}
-        return fit_semiclipped(
-            self.train,
-            student_rep=self.student_rep,
-            batch_key=self.batch_key,
-            control_key=self.control_key,
-            objective=run.method,
-            pea=run.pea,
-            rng=run.seed,
-            key_added=_EVAL_KEY,
-            **self.fit_args,
-            **kwargs,
-        )
+        try:
+            return fit_semiclipped(
+                self.train,
+                student_rep=self.student_rep,
+                batch_key=self.batch_key,
+                control_key=self.control_key,
+                objective=run.method,
+                pea=run.pea,
+                rng=run.seed,
+                key_added=_EVAL_KEY,
+                **self.fit_args,
+                **kwargs,
+            )
+        except TrainingDivergedError as err:
+            logger.warning(
+                "benchmark: %s (pea=%s, seed %d) stopped with a non-finite loss (%s); its scores are NaN.",
+                run.method,
+                run.pea,
+                run.seed,
+                err,
+            )
+            return None
 
     def apply(self, run: _Run, model: SemiClipped, name: str, data: ad.AnnData) -> bool:
         """Embed one evaluation set into ``obsm[_EVAL_KEY]``; ``False`` (and a warning) if it is not finite."""
@@ -368,7 +384,7 @@ def _run_grid(
         for run in plan.training_runs(seed):
             model = training.fit(run)
             for name, data in evaluation.items():
-                finite = training.apply(run, model, name, data)
+                finite = model is not None and training.apply(run, model, name, data)
                 records.append(run.row(name) | (scoring(data, _EVAL_KEY, seed) if finite else {}))
     return records
 
@@ -473,6 +489,12 @@ def benchmark(
     ``recall_mean`` without controls or with ``output_tvn=False``) and ``interpretability`` (0-100; NaN when
     not scored). A run whose training diverged (non-finite outputs) is logged as a warning and gets NaN scores.
     """
+    check_int(max_epochs, name="max_epochs", minimum=1)
+    for name, value in (("output_tvn", output_tvn), ("interpretability", interpretability)):
+        check_flag(value, name=name)
+    check_key(student_rep, name="student_rep")
+    check_key(teacher_rep, name="teacher_rep")
+    check_key(perturbation_key, name="perturbation_key")
     plan = _plan(
         methods=methods,
         seeds=seeds,

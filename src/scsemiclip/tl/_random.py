@@ -8,6 +8,7 @@ import numpy as np
 
 from scsemiclip._docs import doc_copy, doc_params
 from scsemiclip._utils import RNGLike, control_mask, default_key, get_rep, resolve_rng, storable, version_info
+from scsemiclip._validate import check_choice, check_flag, check_key
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -59,19 +60,22 @@ def random_baseline(
     ``adata.uns[key_added]``
         ``{"params": {"use_rep", "kind", "control_key"}, "version": ...}``.
     """
+    check_key(use_rep, name="use_rep")
+    check_choice(kind, name="kind", choices=("uniform", "shuffled"))
+    check_key(control_key, name="control_key", none_ok=True)
+    check_key(key_added, name="key_added", none_ok=True)
+    check_flag(copy, name="copy")
+    gen = resolve_rng(rng)
     x = get_rep(adata, use_rep)
     key = default_key(use_rep, f"random_{kind}", key_added)
-    gen = resolve_rng(rng)
     if kind == "uniform":
         out = gen.uniform(-1.0, 1.0, size=x.shape).astype(x.dtype, copy=False)
-    elif kind == "shuffled":
+    else:
         rows = np.arange(adata.n_obs)
         if control_key is not None:
             rows = np.flatnonzero(~control_mask(adata, control_key))
         out = np.array(x, copy=True)
         out[rows] = x[gen.permutation(rows)]
-    else:
-        raise ValueError(f"`kind` must be 'uniform' or 'shuffled', got {kind!r}.")
     target = adata.copy() if copy else adata
     target.obsm[key] = out
     target.uns[key] = storable(

@@ -24,15 +24,17 @@ import pandas as pd
 from scipy.linalg import lapack
 
 from scsemiclip._docs import doc_params, doc_recall_data
+from scsemiclip._keys import canonical_keys
 from scsemiclip._settings import settings
 from scsemiclip._utils import Timer, control_mask, get_rep, normalize_pairs, storable, version_info
+from scsemiclip._validate import check_key, check_threshold, check_thresholds
 from scsemiclip.datasets import SOURCES, data_dir, relationships
 from scsemiclip.pp import aggregate
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Thresholds of :func:`known_relationship_recall_curve` (SPEC §6: 0.01 ... 0.25).
+#: Thresholds of :func:`known_relationship_recall_curve` (0.01 ... 0.25).
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25)
 #: The smallest map that is benchmarked (``efaar_benchmarking.constants.MIN_REQ_ENT_CNT``).
 MIN_GENES = 20
@@ -85,13 +87,6 @@ class RelationshipRanks:
         return pd.DataFrame(rows, columns=["source", "threshold", "recall", "n_retrieved", "n_pairs", "n_genes"])
 
 
-def _check_threshold(threshold: float) -> float:
-    threshold = float(threshold)
-    if not 0 < threshold <= 0.5:
-        raise ValueError(f"`threshold` must be in (0, 0.5] (one tail's share of the null), got {threshold}.")
-    return threshold
-
-
 def gene_map(
     adata: AnnData, *, use_rep: str, perturbation_key: str | None, control_key: str | None
 ) -> tuple[np.ndarray, pd.Index]:
@@ -102,7 +97,9 @@ def gene_map(
     With ``perturbation_key=None`` the rows are used as they are and ``obs_names`` are the gene labels (they
     must then be unique).
     """
+    check_key(use_rep, name="use_rep")
     for key, arg in ((perturbation_key, "perturbation_key"), (control_key, "control_key")):
+        check_key(key, name=arg, none_ok=True)
         if key is not None and key not in adata.obs.columns:
             raise KeyError(
                 f"adata.obs has no column {key!r} (`{arg}`); pass `{arg}=None` for a gene-level map "
@@ -113,7 +110,7 @@ def gene_map(
         return agg.X, agg.obs_names
     x = get_rep(adata, use_rep)
     keep = ~control_mask(adata, control_key) if control_key is not None else np.ones(adata.n_obs, dtype=bool)
-    genes = pd.Index(adata.obs_names[keep].astype(str))
+    genes = pd.Index(canonical_keys(adata.obs_names[keep])[0])
     if not genes.is_unique:
         raise ValueError(
             "`perturbation_key=None` uses obs_names as gene labels, but they are not unique; pass "
@@ -312,7 +309,7 @@ def known_relationship_recall(
     threshold: float = 0.05,
     key_added: str = "known_relationship_recall",
 ) -> pd.DataFrame:
-    """Recall of known gene-gene relationships among the most (anti-)similar gene pairs (SPEC §6).
+    """Recall of known gene-gene relationships among the most (anti-)similar gene pairs.
 
     Controls are dropped and the embedding is mean-aggregated per gene; every pair of genes ``i < j`` forms the
     null of cosine similarities. A known relationship (undirected, both genes in the map) is retrieved when its
@@ -350,7 +347,8 @@ def known_relationship_recall(
     ValueError
         With fewer than 20 genes after dropping the controls, or when no pair of map genes is a known relationship.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold, name="threshold")
+    check_key(key_added, name="key_added")
     timer = Timer(f"known-relationship recall of {use_rep!r}")
     ranks = compute_ranks(
         adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
@@ -401,7 +399,8 @@ def known_relationship_recall_curve(
     Also writes ``adata.uns[key_added]`` = ``{"table": <the table>, "params": {use_rep, perturbation_key,
     control_key, sources, n_map_genes, n_null, thresholds}, "version": ...}``.
     """
-    thresholds = [_check_threshold(t) for t in np.atleast_1d(thresholds)]
+    thresholds = check_thresholds(thresholds, name="thresholds")
+    check_key(key_added, name="key_added")
     ranks = compute_ranks(
         adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
     )
@@ -428,7 +427,7 @@ def retrieved_relationships(
     threshold: float = 0.05,
     key_added: str = "retrieved_relationships",
 ) -> dict[str, pd.DataFrame]:
-    """The known relationships an embedding retrieves, per source (for overlaps between embeddings, paper Fig. 4).
+    """The known relationships an embedding retrieves, per source, to compare embeddings (the paper's Figure 4).
 
     Parameters
     ----------
@@ -447,7 +446,8 @@ def retrieved_relationships(
     Also writes ``adata.uns[key_added]`` = ``{"tables": {source: <its table>}, "params": {use_rep,
     perturbation_key, control_key, sources, n_map_genes, n_null, threshold}, "version": ...}``.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold, name="threshold")
+    check_key(key_added, name="key_added")
     ranks = compute_ranks(
         adata, use_rep=use_rep, perturbation_key=perturbation_key, control_key=control_key, sources=sources
     )

@@ -7,17 +7,19 @@ stays light.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anndata as ad
 
 from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, storable, version_info
+from scsemiclip._validate import check_choice, check_flag, check_int, check_key, check_real
 
 if TYPE_CHECKING:
     from mudata import MuData
 
     from scsemiclip.model import SemiClipped
+    from scsemiclip.module import Augmentation
 
 #: Arguments of the model that are not options of :func:`fit_semiclipped` (set from the data).
 _DATA_ARGS = ("n_teacher_dims", "n_keys")
@@ -41,9 +43,11 @@ def _modalities(
                 "`teacher` is required when `adata` is an AnnData (or pass a MuData with modalities "
                 f"{student_mod!r} and {teacher_mod!r})."
             )
+        if not isinstance(teacher, ad.AnnData):
+            raise TypeError(f"`teacher` must be an AnnData, got {type(teacher).__name__}.")
         return adata, teacher
     mods = getattr(adata, "mod", None)
-    if mods is None:
+    if not isinstance(mods, Mapping):
         raise TypeError(f"`adata` must be an AnnData or a MuData, got {type(adata).__name__}.")
     if teacher is not None:
         raise ValueError("Pass either a MuData holding both modalities or a student AnnData and `teacher`, not both.")
@@ -73,6 +77,8 @@ def fit_semiclipped(
     pea_bank_size: int = 16,
     pea_transforms: Sequence[str] = ("center", "standardize", "tvn"),
     coral_reg: float = 0.5,
+    augmentations: Sequence[str | Augmentation] | None = None,
+    augmentation_kwargs: dict[str, dict] | None = None,
     max_epochs: int = 150,
     batch_size: int = 1024,
     lr: float = 1e-3,
@@ -105,8 +111,9 @@ def fit_semiclipped(
         Key of the frozen teacher embedding in the teacher's ``obsm``.
     pair_keys
         ``obs`` column(s) present on both sides whose values pair samples (e.g. perturbation, dose, cell line).
-        Values are compared as text of canonical values: a column of numbers (or of text that parses as numbers)
-        with 7 significant digits (a dose of ``1`` matches ``1.0`` and ``"1.0"``), other values with ``str``.
+        Values are compared one by one in a canonical form: integers of any size exactly (a dose of ``1``
+        matches ``1.0`` and ``"1"``; 8-digit compound IDs stay distinct), other numbers at 12 significant digits,
+        other values with ``str``. Missing values are an error outside the control rows.
     batch_key
         Batch column of the student (PEA and CORAL are per batch); ``None``: one batch.
     control_key
@@ -118,7 +125,7 @@ def fit_semiclipped(
         Correct the teacher once with TVN on its own controls (basis-preserving, per-batch CORAL); ``False``: use it
         as given (e.g. gene-level profiles).
     objective
-        ``"semiclipped"`` or ``"clip"`` (see :data:`scsemiclip.module.OBJECTIVES`).
+        ``"semiclipped"`` (a student adapter against the frozen teacher) or ``"clip"`` (an adapter on both sides).
     pea
         Perturbation Embedding Augmentation during training.
     inference_tvn
@@ -130,6 +137,13 @@ def fit_semiclipped(
         Corrections PEA draws from (``"center"``, ``"standardize"``, ``"tvn"``).
     coral_reg
         Ridge of the CORAL steps (teacher and input TVN, PEA).
+    augmentations
+        Training-time augmentations of the student, in order: names of :data:`scsemiclip.module.AUGMENTATIONS`
+        (``"mwo"``, ``"scvi_denoise"``, ``"mdwgan_gp"``, ``"scgft"``), :class:`~scsemiclip.module.Augmentation`
+        objects and ``"pea"`` (last); ``None``: PEA alone when ``pea=True``. When given, PEA runs exactly when
+        ``"pea"`` is named. See :class:`~scsemiclip.model.SemiClipped` (``"scvi_denoise"`` needs the scVI model).
+    augmentation_kwargs
+        Options of the named augmentations, by name (e.g. ``{"scvi_denoise": {"scvi_model": vae}}``).
     max_epochs
         Training epochs.
     batch_size
@@ -173,8 +187,18 @@ def fit_semiclipped(
     embedding).
     """
     from scsemiclip.model import SemiClipped
+    from scsemiclip.module import OBJECTIVES
 
     arguments = dict(locals())
+    for name in ("student_rep", "teacher_rep", "key_added", "student_mod", "teacher_mod"):
+        check_key(arguments[name], name=name)
+    for name in ("batch_key", "control_key", "teacher_batch_key", "teacher_control_key"):
+        check_key(arguments[name], name=name, none_ok=True)
+    check_int(max_epochs, name="max_epochs", minimum=1)
+    check_int(batch_size, name="batch_size", minimum=1)
+    check_real(lr, name="lr", low=0, low_open=True)
+    check_key(optimizer, name="optimizer")
+    check_choice(objective, name="objective", choices=sorted(OBJECTIVES))
     student, teacher_ad = _modalities(adata, teacher, student_mod=student_mod, teacher_mod=teacher_mod)
     key = default_key(student_rep, "semiclipped", key_added)
     timer = Timer(f"fitting Semi-Clipped on obsm[{student_rep!r}] with teacher obsm[{teacher_rep!r}]")
@@ -254,6 +278,13 @@ def apply_semiclipped(
 
     if not isinstance(model, SemiClipped):
         raise TypeError(f"`model` must be a trained scsemiclip.model.SemiClipped, got {type(model).__name__}.")
+    if not model.is_trained_:
+        raise ValueError("`model` is not trained (its adapter would give random outputs); train or load it first.")
+    check_key(student_rep, name="student_rep", none_ok=True)
+    check_key(batch_key, name="batch_key", none_ok=True)
+    check_key(control_key, name="control_key", none_ok=True)
+    check_key(key_added, name="key_added")
+    check_flag(copy, name="copy")
     rep = model.student_rep if student_rep is None else student_rep
     key = default_key(rep, "semiclipped", key_added)
     timer = Timer(f"applying Semi-Clipped to obsm[{rep!r}]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
@@ -15,6 +16,8 @@ class PermutationBatches:
 
     In a distributed run every rank draws the same permutation (same seed, same number of draws) and takes its
     own contiguous share of ``n // world_size`` rows, so ranks see disjoint samples and the same number of steps.
+    With ``rows`` (a long tensor on the tensors' device) only those rows are drawn: the permutation is over
+    ``rows`` and a minibatch gathers ``tensors[rows[order]]``, so the tensors need no gathered copy.
     """
 
     def __init__(
@@ -25,12 +28,14 @@ class PermutationBatches:
         generator: torch.Generator,
         rank: int = 0,
         world_size: int = 1,
+        rows: torch.Tensor | None = None,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.generator = generator
         self.rank = rank
-        self.n = next(iter(tensors.values())).shape[0]
+        self.rows = rows
+        self.n = next(iter(tensors.values())).shape[0] if rows is None else rows.shape[0]
         self.n_local = self.n // world_size
 
     def __len__(self) -> int:
@@ -40,6 +45,8 @@ class PermutationBatches:
         device = next(iter(self.tensors.values())).device
         order = torch.randperm(self.n, generator=self.generator, device=device)
         order = order[self.rank * self.n_local : (self.rank + 1) * self.n_local]
+        if self.rows is not None:
+            order = self.rows[order]
         for idx in order[: len(self) * self.batch_size].split(self.batch_size):
             yield {k: v[idx] for k, v in self.tensors.items()}
 
@@ -55,24 +62,40 @@ class DeviceDataSplitter(LightningDataModule):
     Parameters
     ----------
     tensors
-        Tensors with one row per training sample (same first dimension), yielded as a dict per minibatch.
+        Tensors with the same first dimension, their rows yielded as a dict per minibatch.
     batch_size
         Minibatch size (per device).
     seed
         Seed of the permutations.
+    rows
+        Indices of the training rows of ``tensors`` (default: every row). The minibatches gather these rows from
+        the full tensors, so a model can hand over its whole (shared, uncopied) embedding.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], *, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        *,
+        batch_size: int,
+        seed: int = 0,
+        rows: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         sizes = {k: v.shape[0] for k, v in tensors.items()}
         if not tensors or len(set(sizes.values())) != 1:
             raise ValueError(f"`tensors` must be non-empty with equal first dimensions, got {sizes}.")
         if batch_size < 2:
             raise ValueError(f"`batch_size` must be >= 2 (in-batch negatives), got {batch_size}.")
+        n_rows = next(iter(sizes.values()))
+        if rows is not None:
+            rows = torch.as_tensor(rows, dtype=torch.long)
+            if rows.ndim != 1 or (rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < n_rows)):
+                raise ValueError(f"`rows` must be a 1-d array of row indices below {n_rows}.")
         self.tensors = tensors
+        self.rows = rows
         self.batch_size = batch_size
         self.seed = seed
-        self.n_train = next(iter(sizes.values()))
+        self.n_train = n_rows if rows is None else rows.shape[0]
         self.n_val = 0
         self._batches: PermutationBatches | None = None
 
@@ -108,9 +131,10 @@ class DeviceDataSplitter(LightningDataModule):
                 "dropped); lower `batch_size`."
             )
         tensors = {k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}
+        rows = None if self.rows is None else self.rows.to(device)
         generator = torch.Generator(device=device).manual_seed(self.seed)
         self._batches = PermutationBatches(
-            tensors, batch_size=self.batch_size, generator=generator, rank=rank, world_size=world_size
+            tensors, batch_size=self.batch_size, generator=generator, rank=rank, world_size=world_size, rows=rows
         )
 
     def train_dataloader(self) -> PermutationBatches | None:

@@ -8,12 +8,24 @@ import torch
 from lightning.pytorch import LightningModule
 from scvi.train import TrainingPlan
 
+from scsemiclip._validate import check_choice, check_real
+
+from ._threads import apply_threads
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from scsemiclip.module import SemiClippedModule
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite: the adapter is unusable (a lower learning rate usually helps).
+
+    Raised by :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>` at the end of the epoch in which it
+    happened; the message names the epoch, the step and the learning rate. A :class:`ValueError`, so that callers catching bad input catch it too.
+    """
 
 
 class SemiClippedTrainingPlan(TrainingPlan):
@@ -56,11 +68,14 @@ class SemiClippedTrainingPlan(TrainingPlan):
         lr_min: float = 0.0,
         seed: int = 0,
     ) -> None:
-        optimizer = optimizer.lower()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
-        if lr <= 0:
-            raise ValueError(f"`lr` must be positive, got {lr}.")
+        if isinstance(optimizer, str):
+            optimizer = optimizer.lower()
+        check_choice(optimizer, name="optimizer", choices=OPTIMIZERS)
+        check_real(lr, name="lr", low=0, low_open=True)
+        check_real(weight_decay, name="weight_decay", low=0)
+        check_real(momentum, name="momentum", low=0, high=1, high_open=True)
+        check_real(eps, name="eps", low=0, low_open=True)
+        check_real(lr_min, name="lr_min", low=0, high=lr)
         super().__init__(
             module,
             optimizer="Custom",
@@ -116,8 +131,29 @@ class SemiClippedTrainingPlan(TrainingPlan):
         self.module.pretrain_student(seed=self.seed, batch_size=int(batch_size))
 
     def on_train_epoch_start(self) -> None:
-        """Refresh the PEA bank."""
+        """Set the epoch's CPU threads, refresh the PEA bank, reset the record of the epoch's first non-finite loss.
+
+        The threads follow :data:`scsemiclip.settings` ``.n_jobs`` (:func:`~scsemiclip.train.apply_threads`).
+        """
+        apply_threads()
         self.module.refresh_bank()
+        self._first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+
+    def on_train_epoch_end(self) -> None:
+        """Stop training with an error naming the epoch and step if a loss of the epoch was not finite.
+
+        Raises
+        ------
+        TrainingDivergedError
+            When a minibatch loss of the epoch was NaN or infinite (checked once per epoch: no host
+            synchronisation per step).
+        """
+        step = int(self.all_gather(self._first_bad_step).max())  # every rank stops together under DDP
+        if step >= 0:
+            raise TrainingDivergedError(
+                f"The training loss became NaN or infinite at epoch {self.current_epoch}, step {step} of the epoch; "
+                f"the adapter is unusable. Lower the learning rate (`lr={self.lr:g}`), or check the embeddings."
+            )
 
     def on_train_end(self) -> None:
         """Release the PEA bank."""
@@ -136,7 +172,7 @@ class SemiClippedTrainingPlan(TrainingPlan):
             A minibatch of :class:`~scsemiclip.train.DeviceDataSplitter`: ``"x"`` ``(B, d_S)``, ``"batch"`` and
             ``"key"`` ``(B,)``, on the training device.
         batch_idx
-            Index of the minibatch in the epoch (not used).
+            Index of the minibatch in the epoch (named by the error of a non-finite loss).
 
         Returns
         -------
@@ -149,7 +185,10 @@ class SemiClippedTrainingPlan(TrainingPlan):
             "batch_size": out.n_obs_minibatch,
             "sync_dist": self.use_sync_dist,
         }
-        self.log("train_loss", out.loss.detach(), prog_bar=True, **kwargs)
+        loss = out.loss.detach()
+        bad = (self._first_bad_step < 0) & ~torch.isfinite(loss)
+        self._first_bad_step = torch.where(bad, batch_idx, self._first_bad_step)
+        self.log("train_loss", loss, prog_bar=True, **kwargs)
         for name, value in out.extra_metrics.items():
             self.log(f"{name}_train", value, **kwargs)
         return out.loss

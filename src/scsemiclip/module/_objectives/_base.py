@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -221,6 +222,79 @@ def minimise(
     optimizer.zero_grad(set_to_none=True)
 
 
+def distributed_world() -> tuple[int, int]:
+    """Rank of this process and world size of the default process group (``(0, 1)`` outside a distributed run)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """The rows of ``x`` of every rank, concatenated in rank order (``x`` itself outside a distributed run).
+
+    A tensor that requires grad is gathered with gradients: the backward sends every rank's gradient of the
+    gathered rows back to the rank that owns them, so with the gradient averaging of DDP the gradients are those
+    of one process on the concatenated batch (open_clip's ``gather_with_grad`` with ``local_loss``). Every rank must pass the same shape (the data module drops partial
+    minibatches, so it does).
+    """
+    if distributed_world()[1] == 1:
+        return x
+    return _GatherWithGrad.apply(x) if x.requires_grad else _all_gather(x)
+
+
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient of the gathered rows and returns this rank's share."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rows = slice(dist.get_rank() * x.shape[0], (dist.get_rank() + 1) * x.shape[0])
+        return _all_gather(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # any backend (gloo has no reduce-scatter)
+        return grad[ctx.rows]
+
+
+def global_targets(
+    n_local: int, labels: torch.Tensor | None, *, gather: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Column of every local row's positive among the (gathered) columns, and the mask of its false negatives.
+
+    Parameters
+    ----------
+    n_local
+        Rows ``B`` of this rank's minibatch.
+    labels
+        ``(B,)`` pairing-key codes, or ``None`` (no mask).
+    gather
+        Whether the columns are the minibatches of all ranks (:func:`gather_batch`): row ``i`` of rank ``r`` has its
+        positive in column ``r B + i``.
+    device
+        Device of the outputs.
+
+    Returns
+    -------
+    ``(B,)`` the positive's column, and ``(B, n_columns)`` booleans marking the columns other than the positive
+    with the row's label (``None`` without ``labels``).
+    """
+    rank = distributed_world()[0] if gather else 0
+    target = torch.arange(n_local, device=device) + rank * n_local
+    if labels is None:
+        return target, None
+    columns = gather_batch(labels) if gather else labels
+    same = labels[:, None] == columns[None, :]
+    same[torch.arange(n_local, device=device), target] = False
+    return target, same
+
+
 def info_nce(
     h: torch.Tensor,
     z: torch.Tensor,
@@ -228,6 +302,7 @@ def info_nce(
     scale: torch.Tensor,
     labels: torch.Tensor | None = None,
     symmetric: bool = False,
+    gather: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE of ``h_i`` against its partner ``z_i`` among the minibatch's ``z_j``, on L2-normalised vectors.
 
@@ -244,20 +319,28 @@ def info_nce(
         masked out (they are false negatives: the same perturbation).
     symmetric
         Average with the loss of ``z`` against ``h`` (CLIP's symmetric loss).
+    gather
+        In a distributed run, the negatives are the minibatches of all ranks (all-gathered with gradients, see
+        :func:`gather_batch`): each rank's loss is that of its rows against the global batch, and DDP's averaged
+        gradients equal those of one process on the concatenated batch. No effect in a single process.
 
     Returns
     -------
-    The loss and the top-1 retrieval accuracy of ``h`` among the minibatch (both 0-d; the accuracy detached).
+    The loss and the top-1 retrieval accuracy of ``h`` among the (global) minibatch (both 0-d; the accuracy
+    detached).
     """
-    logits = (F.normalize(h, dim=1) @ F.normalize(z, dim=1).T) * scale
-    if labels is not None:
-        eye = torch.eye(h.shape[0], dtype=torch.bool, device=h.device)
-        same = (labels[:, None] == labels[None, :]) & ~eye
+    hn, zn = F.normalize(h, dim=1), F.normalize(z, dim=1)
+    target, same = global_targets(h.shape[0], labels, gather=gather, device=h.device)
+    logits = (hn @ (gather_batch(zn) if gather else zn).T) * scale
+    if same is not None:
         logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(h.shape[0], device=h.device)
     loss = F.cross_entropy(logits, target)
     if symmetric:
-        loss = 0.5 * (loss + F.cross_entropy(logits.T, target))
+        # z against h: the transposed logits in one process; this rank's z rows against every rank's h otherwise
+        back = (zn @ gather_batch(hn).T) * scale if gather else logits.T
+        if gather and same is not None:
+            back = back.masked_fill(same, float("-inf"))
+        loss = 0.5 * (loss + F.cross_entropy(back, target))
     top1 = (logits.detach().argmax(1) == target).float().mean()
     return loss, top1
 
@@ -273,16 +356,27 @@ class ContrastiveObjective(Objective):
         Learn the temperature (as a log inverse temperature initialised at ``1 / temperature``, capped at 100).
     mask_same_key
         Mask in-batch negatives that share the positive's pairing key.
+    gather_negatives
+        Under DDP, contrast every rank's samples against the minibatches of all ranks (all-gathered with
+        gradients, see :func:`info_nce`): the loss and the gradients of a global batch of ``world_size x
+        batch_size``, as on one device. No effect in a single process.
     **kwargs
         See :class:`Objective`.
     """
 
     def __init__(
-        self, *, symmetric: bool = False, learn_temperature: bool = False, mask_same_key: bool = False, **kwargs
+        self,
+        *,
+        symmetric: bool = False,
+        learn_temperature: bool = False,
+        mask_same_key: bool = False,
+        gather_negatives: bool = False,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.symmetric = symmetric
         self.mask_same_key = mask_same_key
+        self.gather_negatives = gather_negatives
         self.learn_temperature = learn_temperature
         log_scale = torch.tensor(math.log(1.0 / self.temperature))
         if learn_temperature:
@@ -337,6 +431,7 @@ class ContrastiveObjective(Objective):
             scale=scale,
             labels=labels if self.mask_same_key else None,
             symmetric=self.symmetric,
+            gather=self.gather_negatives,
         )
         logs = {"top1_accuracy": top1}
         if self.learn_temperature:

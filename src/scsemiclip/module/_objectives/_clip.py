@@ -21,8 +21,8 @@ class CLIPObjective(ContrastiveObjective):
     teacher_hidden_dims
         Hidden layer sizes of the teacher adapter (paper appendix A.2: 1024, 1024).
     **kwargs
-        ``symmetric``, ``learn_temperature``, ``mask_same_key`` (see :class:`ContrastiveObjective`) and the
-        common arguments of :class:`~scsemiclip.module.Objective`.
+        ``symmetric``, ``learn_temperature``, ``mask_same_key``, ``gather_negatives`` (see
+        :class:`ContrastiveObjective`) and the common arguments of :class:`~scsemiclip.module.Objective`.
     """
 
     def __init__(self, *, teacher_hidden_dims: Sequence[int] = (1024, 1024), **kwargs) -> None:

@@ -8,7 +8,7 @@ from torch import nn
 
 from scsemiclip._docs import doc_h, doc_params, doc_z_adapted
 
-from ._base import ObjectiveOutput, register_objective
+from ._base import ObjectiveOutput, distributed_world, gather_batch, global_targets, register_objective
 from ._clip import CLIPObjective
 
 
@@ -19,6 +19,7 @@ def sigmoid_loss(
     scale: torch.Tensor,
     bias: torch.Tensor,
     labels: torch.Tensor | None = None,
+    gather: bool = False,
 ) -> torch.Tensor:
     """SigLIP's pairwise sigmoid loss (Zhai et al., ICCV 2023) on L2-normalised vectors.
 
@@ -36,18 +37,28 @@ def sigmoid_loss(
     labels
         ``(B,)`` pairing-key codes; if given, the pairs ``i != j`` with ``labels[i] == labels[j]`` (false
         negatives) are left out of the mean.
+    gather
+        In a distributed run, pair this rank's ``h`` with the ``p`` of all ranks (all-gathered with gradients, see
+        :func:`~._base.info_nce`); the rank losses average to the loss of one process on the concatenated batch.
 
     Returns
     -------
     The loss (0-d).
     """
-    logits = scale * (F.normalize(h, dim=1) @ F.normalize(p, dim=1).T) - bias
-    eye = torch.eye(h.shape[0], dtype=torch.bool, device=h.device)
-    pair_loss = F.softplus(torch.where(eye, -logits, logits))
-    if labels is None:
+    target, same = global_targets(h.shape[0], labels, gather=gather, device=h.device)
+    pn = F.normalize(p, dim=1)
+    logits = scale * (F.normalize(h, dim=1) @ (gather_batch(pn) if gather else pn).T) - bias
+    positive = torch.zeros(logits.shape, dtype=torch.bool, device=h.device)
+    positive[torch.arange(h.shape[0], device=h.device), target] = True
+    pair_loss = F.softplus(torch.where(positive, -logits, logits))
+    if same is None:
         return pair_loss.mean()
-    keep = eye | (labels[:, None] != labels[None, :])
-    return pair_loss[keep].mean()
+    kept = pair_loss[~same]
+    if not gather:
+        return kept.mean()
+    # the mean over the kept pairs of all ranks: the ranks' losses average to it
+    n_kept = gather_batch(torch.tensor([kept.numel()], device=h.device)).sum()
+    return kept.sum() * distributed_world()[1] / n_kept
 
 
 @register_objective("siglip")
@@ -65,9 +76,9 @@ class SigLIPObjective(CLIPObjective):
         Learning rate of the teacher adapter relative to the student adapter's (paper appendix A.2: 1e-8 vs 0.1,
         i.e. practically frozen at its random initialisation).
     **kwargs
-        ``teacher_hidden_dims`` (see :class:`~._clip.CLIPObjective`), ``learn_temperature``, ``mask_same_key`` and
-        the common arguments of :class:`~scsemiclip.module.Objective`; ``symmetric`` does not apply (the loss is
-        symmetric).
+        ``teacher_hidden_dims`` (see :class:`~._clip.CLIPObjective`), ``learn_temperature``, ``mask_same_key``,
+        ``gather_negatives`` and the common arguments of :class:`~scsemiclip.module.Objective`; ``symmetric`` does
+        not apply (the loss is symmetric).
     """
 
     def __init__(self, *, teacher_lr_scale: float = 1e-7, **kwargs) -> None:
@@ -100,6 +111,7 @@ class SigLIPObjective(CLIPObjective):
             scale=scale,
             bias=self.bias,
             labels=labels if self.mask_same_key else None,
+            gather=self.gather_negatives,
         )
         logs = {"bias": self.bias.detach()}
         if self.learn_temperature:

@@ -1,0 +1,62 @@
+"""Cross-rank negatives: with ``gather_negatives`` two DDP ranks (gloo, CPU) train as one process on both batches."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """tests/ddp_gather_worker.py as a top-level module, importable by the spawned ranks."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    return importlib.import_module("ddp_gather_worker")
+
+
+@pytest.mark.slow
+def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(worker):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=worker.rank_main, args=(r, port, worker.CASES, queue)) for r in range(worker.WORLD)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in range(worker.WORLD * len(worker.CASES))]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for name, kwargs in worker.CASES:
+        adapter, objective, x, z, labels = worker.case(name, kwargs)
+        loss, grads = worker.step(adapter, objective, x, z, labels)  # one process, the whole batch
+        ranks = [r for r in results if r[1] == name and r[2] == str(kwargs)]
+        assert len(ranks) == worker.WORLD
+        for _, _, _, rank_loss, rank_grads in ranks:
+            assert rank_loss == pytest.approx(loss, rel=1e-5)
+            assert len(rank_grads) == len(grads)
+            for g_rank, g_one in zip(rank_grads, grads, strict=True):
+                torch.testing.assert_close(torch.as_tensor(g_rank), g_one, rtol=1e-4, atol=1e-6)
+        # local negatives only (no gather) give another loss: the comparison can fail
+        adapter, objective, x, z, labels = worker.case(name, dict(kwargs, gather_negatives=False))
+        halves = [
+            worker.step(adapter, objective, *(t[r * worker.B : (r + 1) * worker.B] for t in (x, z, labels)))[0]
+            for r in range(worker.WORLD)
+        ]
+        assert sum(halves) / worker.WORLD != pytest.approx(loss, rel=1e-3)
+
+
+def test_gather_is_a_no_op_in_one_process(worker):
+    adapter, objective, x, z, labels = worker.case("semiclipped", {"gather_negatives": True, "mask_same_key": True})
+    _, plain, *_ = worker.case("semiclipped", {"mask_same_key": True})
+    h = adapter(x)
+    assert torch.equal(objective(h, z, labels=labels).loss, plain(h, z, labels=labels).loss)
