@@ -84,9 +84,10 @@ def canonical_keys(column: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarra
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     uniques = np.asarray(uniques)
     missing = codes < 0
-    if uniques.dtype == object and any(isinstance(u, bool | np.bool_) for u in uniques):
-        # pandas' hashing merges True with 1 and 1.0: canonicalise every value on its own
-        values = series.to_numpy(dtype=object)
+    values = series.to_numpy(dtype=object) if uniques.dtype == object else None
+    if values is not None and any(isinstance(v, bool | np.bool_) for v in values):
+        # pandas' hashing merges True with 1 and False with 0 (keeping whichever came first among the uniques):
+        # look at every value, not the uniques, and canonicalise each on its own
         return np.array(
             ["" if m else canonical_value(v) for v, m in zip(values, missing, strict=True)], dtype=object
         ), missing
