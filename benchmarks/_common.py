@@ -1,4 +1,4 @@
-"""Shared pieces of the reproduction scripts (table1.py, table2.py, figure3.py): data, settings, markdown output."""
+"""Shared pieces of the reproduction scripts (table1-3.py, figure2b.py, figure3.py): data, settings, markdown output."""
 
 from __future__ import annotations
 
@@ -307,6 +307,14 @@ def _source_tree() -> str:
     """The content of ``src/``: its tree in the last commit and the uncommitted changes to it (commits that touch
     only other files, e.g. these reports, leave it unchanged)."""
     return f"{_git('rev-parse', 'HEAD:src')}\n{_git('diff', 'HEAD', '--', 'src')}"
+
+
+def write_table(args: argparse.Namespace, name: str, table) -> Path:
+    """Write ``table`` (a DataFrame) as ``<name>.csv`` beside the report; return the report's path (``--out``)."""
+    out = args.out or DOCS / f"{name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    return out
 
 
 def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:

@@ -349,9 +349,7 @@ def main() -> None:
         "sim-SC-OOD SC-RPE1's; nothing here plays LINCS'.\n",
         comparison(summary),
     ]
-    out = args.out or _common.DOCS / "figure2b.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat(frames, ignore_index=True).to_csv(out.with_suffix(".csv"), index=False)
+    out = _common.write_table(args, "figure2b", pd.concat(frames, ignore_index=True))
     plot(sim_summary, out.with_suffix(".png"))
     sections.insert(0, f"![Figure 2b]({out.with_suffix('.png').name})\n")
     _common.write_report(

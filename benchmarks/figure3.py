@@ -79,9 +79,7 @@ def main() -> None:
             )
             frames.append(df.assign(parameter=param, value=value))
     df = pd.concat(frames, ignore_index=True)
-    out = args.out or _common.DOCS / "figure3.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out.with_suffix(".csv"), index=False)
+    out = _common.write_table(args, "figure3", df)
     stats = df.groupby(["dataset", "parameter", "value"], sort=False)["recall_mean"].agg(["mean", "std"]) * 100
     unimodal = {}
     for name, data in ood_sets.items():

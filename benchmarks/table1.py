@@ -249,9 +249,7 @@ def main() -> None:
     paper = ["| Method | Tx preservation | Known relationships (%) |", "|---|---|---|"]
     paper += [f"| {name} | {tx} | {kr} |" for name, (tx, kr) in PAPER.items()]
     sections += ["\n## The paper's Table 1 (HUVEC-KO, 15 seeds) for comparison\n", "\n".join(paper)]
-    out = args.out or _common.DOCS / "table1.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat(frames, ignore_index=True).to_csv(out.with_suffix(".csv"), index=False)
+    out = _common.write_table(args, "table1", pd.concat(frames, ignore_index=True))
     _common.write_report(
         out,
         title="Table 1: distillation methods with and without PEA",

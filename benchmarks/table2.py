@@ -110,9 +110,7 @@ controls removes, so random corrections during training add input noise without 
 at inference (a hypothesis; the paper's HUVEC screens have effects no affine correction removes). Short training
 also favours the less noisy settings.
 """
-    out = args.out or _common.DOCS / "table2.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out.with_suffix(".csv"), index=False)
+    out = _common.write_table(args, "table2", df)
     _common.write_report(
         out,
         title="Table 2: PEA ablation",

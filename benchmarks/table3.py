@@ -437,9 +437,7 @@ def main() -> None:
         "names with dashes. Only Semi-Clipped enriches any pathway in the paper (KD, SHAKE and VICReg none).\n",
         paper_markdown(),
     ]
-    out = args.out or _common.DOCS / "table3.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(out.with_suffix(".csv"), index=False)
+    out = _common.write_table(args, "table3", rows)
     _common.write_report(
         out,
         title="Table 3: enrichment of the relationships distillation adds",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import traceback
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -10,6 +14,7 @@ from scsemiclip.module import OBJECTIVES
 
 WORLD = 2
 B, D_IN, D_T = 6, 5, 4
+TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails the rank
 
 
 def case(name: str, kwargs: dict) -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,11 +48,18 @@ def step(adapter: nn.Module, objective: nn.Module, x, z, labels) -> tuple[float,
     return float(out.loss.detach()), grads([adapter, objective])
 
 
-def rank_main(rank: int, port: int, cases: list, queue) -> None:
-    """One DDP rank: the loss and the DDP-averaged gradients of its half of every case's batch, into ``queue``."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+def rank_main(rank: int, store: str, cases: list, queue) -> None:
+    """One DDP rank: the loss and the DDP-averaged gradients of its half of every case's batch, into ``queue``.
+
+    Any error goes into ``queue`` too, so that the test reports it at once instead of waiting. The rank ends with
+    ``os._exit``: the destructors of DDP's reducer and of gloo's process group can deadlock at interpreter exit
+    (the group's destructor joins its worker threads while holding the GIL that a worker needs to free a tensor).
+    """
+    code = 1
     try:
+        dist.init_process_group("gloo", init_method=store, rank=rank, world_size=WORLD, timeout=TIMEOUT)
         rows = slice(rank * B, (rank + 1) * B)
+        keep = []  # DDP wrappers stay alive until the process ends: no reducer is destroyed mid-run
         for name, kwargs in cases:
             adapter, objective, x, z, labels = case(name, kwargs)
             ddp = nn.parallel.DistributedDataParallel(_Pair(adapter, objective))  # averages the gradients
@@ -55,10 +67,17 @@ def rank_main(rank: int, port: int, cases: list, queue) -> None:
             out.backward()
             loss = out.detach().clone()
             dist.all_reduce(loss)
+            keep.append(ddp)
             # numpy, not tensors: shared tensors would not outlive this process
             queue.put((rank, name, str(kwargs), float(loss) / WORLD, [g.numpy() for g in grads([adapter, objective])]))
+        dist.barrier()
+        code = 0
+    except BaseException:  # noqa: BLE001 (reported to the test, which fails on it)
+        queue.put((rank, "error", traceback.format_exc(), None, None))
     finally:
-        dist.destroy_process_group()
+        queue.close()
+        queue.join_thread()  # everything put is in the pipe before the process ends
+        os._exit(code)
 
 
 CASES = [

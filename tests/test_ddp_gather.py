@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import socket
+import queue as queue_module
+import time
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,20 @@ import torch
 import torch.multiprocessing as mp
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _results(procs: list, queue, n: int, deadline_s: float) -> list[tuple]:
+    """``n`` results of the ranks, failing at once on a rank's error or death and after ``deadline_s`` at the latest."""
+    results, end = [], time.monotonic() + deadline_s
+    while len(results) < n:
+        try:
+            item = queue.get(timeout=1)
+        except queue_module.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"ranks died: {[(p.name, p.exitcode) for p in dead]}"
+            assert time.monotonic() < end, f"{len(results)} of {n} results after {deadline_s} s"
+            continue
+        assert item[1] != "error", f"rank {item[0]} failed:\n{item[2]}"
+        results.append(item)
+    return results
 
 
 @pytest.fixture
@@ -25,17 +36,24 @@ def worker(monkeypatch):
 
 
 @pytest.mark.slow
-def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(worker):
+def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(worker, tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=worker.rank_main, args=(r, port, worker.CASES, queue)) for r in range(worker.WORLD)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in range(worker.WORLD * len(worker.CASES))]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    store = (tmp_path / "store").as_uri()  # a file rendezvous: no port to race for
+    args = (store, worker.CASES, queue)
+    procs = [ctx.Process(target=worker.rank_main, args=(r, *args), daemon=True) for r in range(worker.WORLD)]
+    try:
+        for p in procs:
+            p.start()
+        results = _results(procs, queue, worker.WORLD * len(worker.CASES), deadline_s=300)
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0, (p.name, p.exitcode)
+    finally:  # a stuck rank never outlives the test
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
     for name, kwargs in worker.CASES:
         adapter, objective, x, z, labels = worker.case(name, kwargs)
         loss, grads = worker.step(adapter, objective, x, z, labels)  # one process, the whole batch

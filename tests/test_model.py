@@ -248,15 +248,19 @@ def test_permutation_batches_per_rank_are_disjoint_and_drop_last():
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(paired):
-    """DDP (gloo, 2 CPU processes): buffers are not broadcast, ranks end with the same weights."""
+@pytest.mark.parametrize("objective_kwargs", [{}, {"gather_negatives": True}])
+def test_ddp_two_cpu_processes(paired, objective_kwargs, tmp_path, monkeypatch):
+    """DDP (gloo, 2 CPU processes): buffers are not broadcast, ranks end with the same weights; with or without
+    cross-rank negatives, the ranks finish; nothing is written into the working folder."""
+    monkeypatch.chdir(tmp_path)
     student, teacher = paired
-    model = _model(student, teacher)
+    model = _model(student, teacher, objective_kwargs=objective_kwargs)
     model.train(1, batch_size=64, accelerator="cpu", devices=2, strategy="ddp_spawn", **FAST)
     strategy = model.trainer.strategy
     assert strategy.world_size == 2 and strategy._ddp_kwargs["broadcast_buffers"] is False
     assert len(model.history["train_loss"]) == 1
     assert np.isfinite(model.get_latent_representation()).all()
+    assert not list(tmp_path.iterdir())  # scvi-tools' DDP history went through a temporary folder
 
 
 def test_bf16_mixed_precision_on_cpu(paired):

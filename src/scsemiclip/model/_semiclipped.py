@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import pickle
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -537,6 +538,9 @@ class SemiClipped(BaseModelClass):
             :data:`scsemiclip.settings` ``.progress_bar`` unless ``enable_progress_bar`` is given: one bar per epoch in a
             terminal or notebook, a line every few seconds when the output goes to a file. Lightning's info lines
             are shown only at ``settings.verbosity = "debug"``.
+            Unless ``logger`` or ``log_save_dir`` is given, the history that scvi-tools' logger hands from the DDP
+            ranks to this process goes through a temporary folder, removed after training (not
+            ``./lightning_logs``).
 
         Returns
         -------
@@ -575,7 +579,13 @@ class SemiClipped(BaseModelClass):
         trainer_kwargs.setdefault("enable_progress_bar", settings.progress_bar)
         if trainer_kwargs["enable_progress_bar"]:
             trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), EpochProgressBar()]
-        with quiet_lightning(verbose=logger.getEffectiveLevel() <= logging.DEBUG), torch_threads():
+        with (
+            quiet_lightning(verbose=logger.getEffectiveLevel() <= logging.DEBUG),
+            torch_threads(),
+            tempfile.TemporaryDirectory(prefix="scsemiclip_history_") as history_dir,
+        ):
+            if "logger" not in trainer_kwargs:  # scvi-tools' logger writes the DDP history here, not into the cwd
+                trainer_kwargs.setdefault("log_save_dir", history_dir)
             runner = self._train_runner_cls(
                 self,
                 training_plan=plan,
