@@ -331,3 +331,38 @@ def test_pea_bad_parameters(emb_adata):
         ssc.pp.pea_augment(emb_adata, use_rep="X_emb", transforms=("whiten",))
     with pytest.raises(ValueError, match="n_augmentations"):
         ssc.pp.pea_augment(emb_adata, use_rep="X_emb", n_augmentations=0)
+
+
+@pytest.mark.parametrize("group_bytes", [2**26, 2 * 12 * 12 * 8, 1])
+@pytest.mark.parametrize("batch_key", ["batch", None])
+def test_zca_tvn_rows_equal_all_maps_at_once(monkeypatch, group_bytes, batch_key):
+    """The teacher's grouped fit-and-apply gives the values of the maps of every batch fitted together."""
+    import scsemiclip._core._corrections as corrections
+    from scsemiclip._core import apply_maps, zca_tvn_maps, zca_tvn_rows
+
+    rng = np.random.default_rng(0)
+    n, d, k = 3000, 12, 7
+    x = rng.standard_normal((n, d)) * rng.uniform(0.5, 2, d)
+    codes, ctrl = rng.integers(0, k, n), rng.random(n) < 0.3
+    labels, rows = [f"b{i}" for i in range(k)], rng.permutation(n)[:1700]
+    maps = zca_tvn_maps(x, ctrl, codes, labels, batch_key=batch_key, coral_reg=0.5)
+    expected = apply_maps(x, maps, codes if batch_key else np.zeros(n, int), rows=rows, dtype=np.float32)
+    monkeypatch.setattr(corrections, "_CHUNK_BYTES", group_bytes)  # 7 batches in 1, 4 or 7 groups
+    out = zca_tvn_rows(x, ctrl, codes, labels, rows=rows, batch_key=batch_key, coral_reg=0.5)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_coral_covariance_uses_each_batch_rows_only():
+    """The shared-rows covariance of a 0/1 weight row equals the plain covariance of the rows it selects."""
+    from scsemiclip._core import fit_coral
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 5, dtype=torch.float64, generator=g)
+    member = torch.zeros(3, 200, dtype=torch.float64)
+    for b, (lo, hi) in enumerate([(0, 50), (50, 120), (120, 200)]):
+        member[b, lo:hi] = 1
+    mats = fit_coral(z, member, reg=0.5)
+    for b, (lo, hi) in enumerate([(0, 50), (50, 120), (120, 200)]):
+        cov = torch.cov(z[lo:hi].T) + 0.5 * torch.eye(5, dtype=torch.float64)
+        torch.testing.assert_close(mats[b] @ cov @ mats[b], torch.eye(5, dtype=torch.float64))

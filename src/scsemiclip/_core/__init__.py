@@ -22,10 +22,12 @@ from ._affine import (
 from ._corrections import (
     METHODS,
     apply_maps,
+    check_controls_per_batch,
     correct_array,
     correction_maps,
     group_controls,
     zca_tvn_maps,
+    zca_tvn_rows,
 )
 from ._device import ACCELERATORS, resolve_device
 from ._nn import mlp
@@ -54,6 +56,7 @@ __all__ = [
     "apply_maps",
     "average_precision",
     "benjamini_hochberg",
+    "check_controls_per_batch",
     "check_pea_params",
     "correct_array",
     "correction_maps",
@@ -77,4 +80,5 @@ __all__ = [
     "subset_energy_distances",
     "unit_rows",
     "zca_tvn_maps",
+    "zca_tvn_rows",
 ]

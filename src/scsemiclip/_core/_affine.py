@@ -29,6 +29,8 @@ TRANSFORM_STEPS: dict[str, tuple[str, ...]] = {
 }
 
 BASES = ("pca", "zca")
+#: Bytes of covariance matrices :func:`fit_coral` decomposes at once (its peak memory beyond its output).
+_CHUNK_BYTES = 2**26
 
 
 @dataclass
@@ -104,10 +106,16 @@ def _weighted_moments(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Ten
 def _weighted_cov(z: torch.Tensor, weights: torch.Tensor, *, ddof: int) -> torch.Tensor:
     """Weighted covariances ``(K, d, d)`` of ``z``, ``(K, n, d)`` or ``(n, d)``, with ``ddof``."""
     total = weights.sum(1)
-    if z.dim() == 2:  # shared rows: one map at a time, never a (K, n, d) copy of them (K batches x all controls)
-        mean = weights @ z / total[:, None]
-        cov = torch.stack([((z - m) * w[:, None]).T @ (z - m) for w, m in zip(weights, mean, strict=True)])
-        return cov / (total - ddof).clamp_min(1)[:, None, None]
+    if z.dim() == 2:
+        # shared rows: one map at a time, on the rows it weighs only (a batch's own controls), so K batches cost
+        # about n d^2 in all instead of K n d^2, and there is never a (K, n, d) copy of the rows
+        covs = []
+        for w in weights:
+            rows = w.nonzero().squeeze(1)
+            zk, wk = z[rows], w[rows]
+            centred = zk - (wk @ zk) / wk.sum()
+            covs.append((centred * wk[:, None]).T @ centred)
+        return torch.stack(covs) / (total - ddof).clamp_min(1)[:, None, None]
     mean = torch.einsum("kn,knd->kd", weights, z) / total[:, None]
     centred = z - mean[:, None, :]
     cov = (centred * weights[:, :, None]).transpose(1, 2) @ centred
@@ -230,10 +238,10 @@ def fit_coral(
     eye = torch.eye(d, dtype=dtype, device=transformed_controls.device)
     out = eye.expand(k, d, d).clone()
     on = torch.ones(k, dtype=torch.bool, device=weights.device) if enabled is None else enabled
-    if bool(on.any()):
-        z = transformed_controls if transformed_controls.dim() == 2 else transformed_controls[on]
-        cov = _weighted_cov(z, weights[on], ddof=1) + reg * eye
-        out[on] = inverse_sqrt_psd(cov)
+    # a few maps at a time: the covariances and the eigendecompositions of all K maps never coexist
+    for part in on.nonzero().squeeze(1).split(max(1, _CHUNK_BYTES // (d * d * eye.element_size()))):
+        z = transformed_controls if transformed_controls.dim() == 2 else transformed_controls[part]
+        out[part] = inverse_sqrt_psd(_weighted_cov(z, weights[part], ddof=1) + reg * eye)
     return out
 
 

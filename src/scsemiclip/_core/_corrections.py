@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._affine import AffineMaps, fit_coral, fit_whitening, step_mask
+from ._affine import _CHUNK_BYTES, AffineMaps, fit_coral, fit_whitening, step_mask
 
 _DTYPE = torch.float64
 
@@ -142,13 +142,22 @@ def correction_maps(
         return fit_whitening(ctrl, member, steps, basis=basis)
     if method != "tvn":
         raise ValueError(f"Unknown correction {method!r}; choose one of {METHODS}.")
-    steps = step_mask(("tvn",), device=xt.device)
-    pooled = fit_whitening(ctrl, torch.ones((1, ctrl.shape[0]), dtype=_DTYPE, device=xt.device), steps, basis=basis)
+    pooled = _pooled_whitening(ctrl, basis=basis)
     n_b = len(labels)
     if not coral or batch_key is None:
         return AffineMaps(pooled.weight.expand(n_b, -1, -1), pooled.bias.expand(n_b, -1))
-    z = pooled.apply(ctrl)
-    mat = fit_coral(z, member, reg=coral_reg)
+    return _then_coral(pooled, pooled.apply(ctrl), member, reg=coral_reg)
+
+
+def _pooled_whitening(ctrl: torch.Tensor, *, basis: str) -> AffineMaps:
+    """TVN's first steps (center, scale, rotate, whiten) fitted on all controls: one map."""
+    ones = torch.ones((1, ctrl.shape[0]), dtype=_DTYPE, device=ctrl.device)
+    return fit_whitening(ctrl, ones, step_mask(("tvn",), device=ctrl.device), basis=basis)
+
+
+def _then_coral(pooled: AffineMaps, z: torch.Tensor, member: torch.Tensor, *, reg: float) -> AffineMaps:
+    """The pooled map followed by the CORAL step of each row of ``member`` (fitted on the whitened controls ``z``)."""
+    mat = fit_coral(z, member, reg=reg)
     return AffineMaps(pooled.weight @ mat, torch.einsum("d,kde->ke", pooled.bias[0], mat))
 
 
@@ -190,6 +199,44 @@ def correct_array(
     """Fit :func:`correction_maps` and apply it to ``x`` (numpy in, float64 numpy out)."""
     maps = correction_maps(x, is_control, codes, labels, method=method, batch_key=batch_key, **kwargs)
     return apply_maps(x, maps, codes)
+
+
+def zca_tvn_rows(
+    x: np.ndarray,
+    is_control: np.ndarray,
+    codes: np.ndarray,
+    labels: Sequence,
+    *,
+    rows: np.ndarray,
+    batch_key: str | None,
+    coral_reg: float,
+    dtype: np.dtype | type = np.float32,
+) -> np.ndarray:
+    """``rows`` of ``x`` corrected by :func:`zca_tvn_maps`, fitted and applied a group of batches at a time.
+
+    The same values as ``apply_maps(x, zca_tvn_maps(...), codes, rows=rows, dtype=dtype)``, but the ``(K, d, d)``
+    maps of all ``K`` batches never coexist: beyond the output and the controls, the memory is that of a group
+    of batches (about 64 MB of maps), whatever the number of batches.
+    """
+    xt = torch.as_tensor(x)
+    ctrl = xt[torch.as_tensor(is_control, device=xt.device)].to(_DTYPE)
+    pooled = _pooled_whitening(ctrl, basis="zca")
+    rows, codes = np.asarray(rows), np.asarray(codes)
+    if batch_key is None:
+        return apply_maps(x, pooled, np.zeros_like(codes), rows=rows, dtype=dtype)
+    member = torch.as_tensor(
+        batch_control_weights(is_control, codes, labels, batch_key=batch_key), dtype=_DTYPE, device=xt.device
+    )
+    z = pooled.apply(ctrl)
+    d = pooled.weight.shape[-1]
+    group = max(1, _CHUNK_BYTES // (d * d * pooled.weight.element_size()))
+    out = np.empty((rows.size, d), dtype=dtype)
+    row_codes = codes[rows]
+    for start in range(0, len(labels), group):
+        maps = _then_coral(pooled, z, member[start : start + group], reg=coral_reg)
+        sel = np.flatnonzero((row_codes >= start) & (row_codes < start + group))
+        out[sel] = apply_maps(x, maps, codes - start, rows=rows[sel], dtype=dtype)
+    return out
 
 
 def zca_tvn_maps(

@@ -25,9 +25,11 @@ from scsemiclip._core import (
     TRANSFORM_STEPS,
     AffineMaps,
     apply_maps,
+    check_controls_per_batch,
     group_controls,
     resolve_device,
     zca_tvn_maps,
+    zca_tvn_rows,
 )
 from scsemiclip._settings import settings
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed, version_info
@@ -392,7 +394,6 @@ class SemiClipped(BaseModelClass):
         if not isinstance(teacher, AnnData):
             raise TypeError(f"`teacher` must be an AnnData, got {type(teacher).__name__}.")
         z = get_rep(teacher, teacher_rep, what="teacher")
-        maps, codes = None, None
         t_ctrl = (
             control_mask(teacher, control_key, what="teacher")
             if control_key is not None
@@ -411,8 +412,8 @@ class SemiClipped(BaseModelClass):
                     "corrects the teacher on its own controls: mark them (pp.mark_controls) or pass `teacher_tvn=False`."
                 )
             codes, labels = batch_codes(teacher, batch_key, what="teacher")
-            with _about("teacher"):
-                maps = zca_tvn_maps(z, t_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg)
+            with _about("teacher"):  # the controls are checked before pairing, the correction runs after it
+                check_controls_per_batch(t_ctrl, codes, labels, batch_key=batch_key)
         s_ctrl = (
             control_mask(self.adata, self.control_key)
             if self.control_key is not None
@@ -432,11 +433,14 @@ class SemiClipped(BaseModelClass):
             c["n_student_unpaired"],
             c["n_teacher_paired"],
         )
-        # only the paired rows are corrected, chunk by chunk, straight into float32 (no full-size copy)
+        # only the paired rows are corrected, chunk by chunk, straight into float32 (no full-size copy), a group of
+        # batches at a time (the maps of all batches never coexist)
         rows = self.pairing.teacher_rows
-        if maps is None:
+        if not tvn:
             return np.asarray(z[rows], dtype=np.float32)
-        return apply_maps(z, maps, codes, rows=rows, dtype=np.float32)
+        codes, labels = batch_codes(teacher, batch_key, what="teacher")
+        with _about("teacher"):
+            return zca_tvn_rows(z, t_ctrl, codes, labels, rows=rows, batch_key=batch_key, coral_reg=self.coral_reg)
 
     def _controls_by_batch(self, x: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """The student's raw controls grouped by batch, and their number per batch (at least 2 each)."""
