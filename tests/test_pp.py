@@ -348,9 +348,15 @@ def test_zca_tvn_rows_equal_all_maps_at_once(monkeypatch, group_bytes, batch_key
     maps = zca_tvn_maps(x, ctrl, codes, labels, batch_key=batch_key, coral_reg=0.5)
     expected = apply_maps(x, maps, codes if batch_key else np.zeros(n, int), rows=rows, dtype=np.float32)
     monkeypatch.setattr(corrections, "_CHUNK_BYTES", group_bytes)  # 7 batches in 1, 4 or 7 groups
+    monkeypatch.setattr(corrections, "_ROWS_PER_CHUNK", 100)  # several row chunks per group
     out = zca_tvn_rows(x, ctrl, codes, labels, rows=rows, batch_key=batch_key, coral_reg=0.5)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, expected)
+    first = rows[codes[rows] == 0]  # groups without a row to correct
+    np.testing.assert_array_equal(
+        zca_tvn_rows(x, ctrl, codes, labels, rows=first, batch_key=batch_key, coral_reg=0.5),
+        expected[codes[rows] == 0],
+    )
 
 
 def test_coral_covariance_uses_each_batch_rows_only():

@@ -16,6 +16,8 @@ _DTYPE = torch.float64
 
 #: The corrections of :func:`correction_maps`.
 METHODS = ("center", "standardize", "tvn")
+#: Rows :func:`apply_maps` corrects at once (the size of its float64 temporaries).
+_ROWS_PER_CHUNK = 65536
 
 
 def check_controls_per_batch(
@@ -168,7 +170,7 @@ def apply_maps(
     *,
     rows: np.ndarray | None = None,
     dtype: np.dtype | type = np.float64,
-    chunk_size: int = 65536,
+    chunk_size: int = _ROWS_PER_CHUNK,
 ) -> np.ndarray:
     """Apply the map of each row's batch, ``chunk_size`` rows at a time (computed in the maps' precision).
 
@@ -235,7 +237,8 @@ def zca_tvn_rows(
     for start in range(0, len(labels), group):
         maps = _then_coral(pooled, z, member[start : start + group], reg=coral_reg)
         sel = np.flatnonzero((row_codes >= start) & (row_codes < start + group))
-        out[sel] = apply_maps(x, maps, codes - start, rows=rows[sel], dtype=dtype)
+        for part in np.array_split(sel, max(1, -(-sel.size // _ROWS_PER_CHUNK))):  # no group-sized temporary
+            out[part] = apply_maps(x, maps, codes - start, rows=rows[part], dtype=dtype)
     return out
 
 
