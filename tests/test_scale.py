@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,12 @@ def test_threads_follow_n_jobs_then_the_users_torch_setting(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
         assert compute_threads(3, torch_default=4) == 3  # the user set torch's count: kept
+        monkeypatch.setattr("scsemiclip._settings._PROCESS_DEFAULT", [])  # a new process
         monkeypatch.setattr("scsemiclip._settings.busy_cores", lambda: 10**6)
         assert compute_threads(4, torch_default=4) == 1  # the cores are busy: no over-subscription
         monkeypatch.setattr("scsemiclip._settings.busy_cores", lambda: 0)
+        assert compute_threads(4, torch_default=4) == 1  # read once per process: its fits agree bit for bit
+        monkeypatch.setattr("scsemiclip._settings._PROCESS_DEFAULT", [])
         assert compute_threads(4, torch_default=4) == ssc.settings.n_jobs
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert compute_threads(4, torch_default=4) == 4  # the environment is the user's setting
@@ -90,3 +94,33 @@ def test_busy_cores_counts_other_processes():
     from scsemiclip._settings import busy_cores
 
     assert 0 <= busy_cores() <= 10_000
+
+
+def test_fits_of_one_process_agree_bit_for_bit_under_a_changing_load(monkeypatch):
+    """The load-adapted thread count is read once per process: a load that changes between two fits (here 2 and
+    then 1 free cores, alternately) does not change the bits (it did, one run in a few, when read at every call)."""
+    from conftest import make_weakly_paired
+
+    student, teacher, _ = make_weakly_paired(n_genes=30, n_rep=6)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(ssc.settings, "_n_jobs", None)
+    monkeypatch.setattr(type(ssc.settings), "n_jobs", property(lambda self: 2))  # two cores, on any machine
+    monkeypatch.setattr("scsemiclip._settings._PROCESS_DEFAULT", [])  # a new process
+    loads = itertools.cycle([0, 1])
+    monkeypatch.setattr("scsemiclip._settings.busy_cores", lambda: next(loads))
+    outs = []
+    for _ in range(2):
+        adata = student.copy()
+        ssc.tl.fit_semiclipped(
+            adata,
+            teacher,
+            student_rep="X_emb",
+            max_epochs=2,
+            batch_size=64,
+            accelerator="cpu",
+            rng=3,
+            enable_progress_bar=False,
+        )
+        outs.append(adata.obsm["X_semiclipped"])
+    np.testing.assert_array_equal(outs[0], outs[1])

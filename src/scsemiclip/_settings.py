@@ -31,10 +31,11 @@ class ScsemiclipConfig:
         ``None`` (default): torch's own setting when the user set one (``torch.set_num_threads`` or
         ``OMP_NUM_THREADS``), else the cores this process may use less those other processes keep busy, at
         least 1 (so a training beside another CPU-heavy process does not over-subscribe the cores, where
-        spin-waiting thread pools slow every small kernel down many times). Torch's setting is restored afterwards.
-        A fit is bit-identical for the same seed and the same thread count; CPU results can differ in the last
-        bits between thread counts, so set ``n_jobs`` (or torch's threads) to a fixed number when runs on a
-        machine with a varying load must agree bit for bit.
+        spin-waiting thread pools slow every small kernel down many times). That count is read once, at the
+        process's first computation, and kept, so that the fits of one process (a notebook session) with the same
+        seed agree bit for bit. Torch's setting is restored afterwards. CPU results can differ in the last bits
+        between thread counts, so set ``n_jobs`` (or torch's threads) to a fixed number when runs in different
+        processes on a machine with a varying load must agree bit for bit.
     datasetdir
         Where downloaded data files are cached; by default ``$SCSEMICLIP_DATA_DIR`` if that variable is set, else
         the user cache directory (``pooch.os_cache("scsemiclip")``). Setting it overrides both.
@@ -176,10 +177,16 @@ def compute_threads(torch_threads: int, *, torch_default: int) -> int:
     Returns
     -------
     ``settings.n_jobs`` when set; else torch's count when the user set it; else the cores not kept busy by other
-    processes (at least 1).
+    processes (at least 1), as they were at the first call of the process.
     """
     if settings._n_jobs is not None:
         return settings._n_jobs
     if torch_threads != torch_default or any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
         return torch_threads
-    return max(1, settings.n_jobs - busy_cores())
+    if not _PROCESS_DEFAULT:  # read once: the same seed gives the same bits for the whole process
+        _PROCESS_DEFAULT.append(max(1, settings.n_jobs - busy_cores()))
+    return _PROCESS_DEFAULT[0]
+
+
+#: The load-adapted thread count of this process, read at its first computation (see :func:`compute_threads`).
+_PROCESS_DEFAULT: list[int] = []

@@ -19,7 +19,7 @@ def apply_threads() -> int:
     """Set torch's CPU threads for the computation that follows (see :data:`scsemiclip.settings` ``.n_jobs``).
 
     Inside :func:`torch_threads` the user's setting is the count on entry of the block; the training plan calls
-    this at every epoch, so the count follows the load of the machine.
+    this at every epoch, so that a change of ``settings.n_jobs`` or of torch's threads takes effect.
 
     Returns
     -------
