@@ -54,6 +54,10 @@ def test_registry_names_and_building():
         (("mwo",), {"scgft": {}}, ValueError, "not in `augmentations`"),
         (("mwo",), {"mwo": {"p": 1.5}}, ValueError, "must be in"),
         ((MWO(),), {"mwo": {"p": 0.1}}, ValueError, "set them on the object"),
+        (("scgft",), {"scgft": {"n_components": 0}}, ValueError, "`n_components` must be >= 1"),
+        (("scgft",), {"scgft": {"n_components": 1.5}}, TypeError, "`n_components` must be an integer"),
+        (("mdwgan_gp",), {"mdwgan_gp": {"n_critic": 0}}, ValueError, "`n_critic` must be >= 1"),
+        (("mdwgan_gp",), {"mdwgan_gp": {"n_steps": 2.0}}, TypeError, "`n_steps` must be an integer"),
     ],
 )
 def test_build_rejects_bad_sequences(augmentations, options, error, match):

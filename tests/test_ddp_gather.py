@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import queue as queue_module
 import time
-from pathlib import Path
 
+import ddp_gather_worker as worker  # a top-level module (tests/ is on the path): the spawned ranks import it
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -28,15 +27,8 @@ def _results(procs: list, queue, n: int, deadline_s: float) -> list[tuple]:
     return results
 
 
-@pytest.fixture
-def worker(monkeypatch):
-    """tests/ddp_gather_worker.py as a top-level module, importable by the spawned ranks."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
-    return importlib.import_module("ddp_gather_worker")
-
-
 @pytest.mark.slow
-def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(worker, tmp_path):
+def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     store = (tmp_path / "store").as_uri()  # a file rendezvous: no port to race for
@@ -73,7 +65,7 @@ def test_gathered_negatives_equal_one_process_on_the_concatenated_batch(worker, 
         assert sum(halves) / worker.WORLD != pytest.approx(loss, rel=1e-3)
 
 
-def test_gather_is_a_no_op_in_one_process(worker):
+def test_gather_is_a_no_op_in_one_process():
     adapter, objective, x, z, labels = worker.case("semiclipped", {"gather_negatives": True, "mask_same_key": True})
     _, plain, *_ = worker.case("semiclipped", {"mask_same_key": True})
     h = adapter(x)

@@ -237,8 +237,9 @@ def zca_tvn_rows(
     for start in range(0, len(labels), group):
         maps = _then_coral(pooled, z, member[start : start + group], reg=coral_reg)
         sel = np.flatnonzero((row_codes >= start) & (row_codes < start + group))
+        local = codes - start  # the group's batches are maps 0, 1, ...
         for part in np.array_split(sel, max(1, -(-sel.size // _ROWS_PER_CHUNK))):  # no group-sized temporary
-            out[part] = apply_maps(x, maps, codes - start, rows=rows[part], dtype=dtype)
+            out[part] = apply_maps(x, maps, local, rows=rows[part], dtype=dtype)
     return out
 
 

@@ -438,8 +438,7 @@ class SemiClipped(BaseModelClass):
         rows = self.pairing.teacher_rows
         if not tvn:
             return np.asarray(z[rows], dtype=np.float32)
-        codes, labels = batch_codes(teacher, batch_key, what="teacher")
-        with _about("teacher"):
+        with _about("teacher"):  # codes and labels: read for the control check above
             return zca_tvn_rows(z, t_ctrl, codes, labels, rows=rows, batch_key=batch_key, coral_reg=self.coral_reg)
 
     def _controls_by_batch(self, x: np.ndarray) -> tuple[torch.Tensor, list[int]]:

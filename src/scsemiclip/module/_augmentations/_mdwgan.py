@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scsemiclip._validate import check_int
+
 from ._base import Augmentation, Minibatch, register_augmentation, segment_sum
 
 #: Rows of the distance matrix computed at once when building the nearest-neighbour graphs.
@@ -148,12 +150,9 @@ class MDWGANGP(Augmentation):
         noise_fraction: float = 0.25,
     ) -> None:
         super().__init__(p=p)
-        for name, value in (("n_steps", n_steps), ("n_critic", n_critic), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}.")
-        self.n_steps = n_steps
-        self.n_critic = n_critic
-        self.batch_size = batch_size
+        self.n_steps = check_int(n_steps, name="n_steps", minimum=1)
+        self.n_critic = check_int(n_critic, name="n_critic", minimum=1)
+        self.batch_size = check_int(batch_size, name="batch_size", minimum=1)
         self.lr = lr
         self.noise_dim = noise_dim
         self.key_dim = key_dim

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from scsemiclip._validate import check_int
+
 from ._base import Augmentation, KeyGroups, Minibatch, register_augmentation, segment_sum
 
 
@@ -37,9 +39,7 @@ class ScGFT(Augmentation):
 
     def __init__(self, *, p: float = 0.5, n_components: int = 1) -> None:
         super().__init__(p=p)
-        if n_components < 1:
-            raise ValueError(f"`n_components` must be >= 1, got {n_components}.")
-        self.n_components = n_components
+        self.n_components = check_int(n_components, name="n_components", minimum=1)
         self.groups = KeyGroups()
         self.register_buffer("sd", torch.empty(0, 0), persistent=False)
 
