@@ -113,11 +113,15 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs: int, settings: s
 
 
 def setup(args: argparse.Namespace) -> None:
-    """Quiet logging, CPU threads."""
+    """Refuse at once a run that would publish from uncommitted sources (see :func:`check_publishable`); quiet
+    logging, CPU threads."""
     import logging
     import warnings
 
     import torch
+
+    if hasattr(args, "out"):
+        check_publishable(args.out or DOCS / "page.md")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -294,13 +298,43 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def _source_changes() -> str | None:
+    """``git status`` of ``src/`` (changed and untracked files; empty when clean), ``None`` without git."""
+    return _git("status", "--porcelain", "--", "src")
+
+
 def _source_version() -> str:
     """The repository commit of the run, with a note when the working tree differs from it."""
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    dirty = _source_changes()
     if commit is None or dirty is None:
         return "commit unknown"
     return f"commit {commit.strip()}" + (", with uncommitted changes in src/" if dirty.strip() else "")
+
+
+def check_publishable(path: Path) -> None:
+    """Exit with a message when ``path`` is a published page (under ``docs/benchmarks/``) and the sources do not
+    name a commit: ``src/`` had uncommitted changes when the script started, or changed during the run.
+
+    A published result must be regenerated from a committed tree, whose commit its page names; write elsewhere
+    with ``--out`` to try uncommitted changes.
+    """
+    if not path.resolve().is_relative_to(DOCS.resolve()):
+        return
+    rel = os.path.relpath(path)
+    if _CHANGES_AT_START is None:
+        reason = "git cannot name the commit of the sources"
+    elif _CHANGES_AT_START.strip():
+        files = ", ".join(line[3:] for line in _CHANGES_AT_START.splitlines()[:5])
+        reason = f"src/ has uncommitted changes ({files})"
+    elif _source_tree() != _SOURCE_TREE_AT_START:
+        reason = "the sources changed during the run"
+    else:
+        return
+    sys.exit(
+        f"Not writing the published page {rel}: {reason}. A published result is made from a committed tree, whose "
+        "commit the page names: commit first, or write elsewhere with --out."
+    )
 
 
 def _source_tree() -> str:
@@ -312,6 +346,7 @@ def _source_tree() -> str:
 def write_table(args: argparse.Namespace, name: str, table) -> Path:
     """Write ``table`` (a DataFrame) as ``<name>.csv`` beside the report; return the report's path (``--out``)."""
     out = args.out or DOCS / f"{name}.md"
+    check_publishable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
     return out
@@ -320,6 +355,7 @@ def write_table(args: argparse.Namespace, name: str, table) -> Path:
 def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
     """Write a markdown page with the command that made it, the date, the environment and ``body``."""
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    check_publishable(path)
     today = datetime.date.today().isoformat()
     text = (
         f"---\norphan: true\n---\n\n# {title}\n\n"
@@ -332,5 +368,6 @@ def write_report(path: Path, *, title: str, body: str, seconds: float) -> None:
 
 
 #: The source version when the script started (the data and the models are made from it).
+_CHANGES_AT_START = _source_changes()
 _SOURCE_AT_START = _source_version()
 _SOURCE_TREE_AT_START = _source_tree()

@@ -25,7 +25,7 @@ it cannot go below 0.0625), and its relative recall gain is printed next to the 
 scVI and MDWGAN-GP trainings, no interpretability (a check that everything runs, not a result).
 
 Writes ``docs/benchmarks/figure2b.md``, ``figure2b.csv`` (one row per configuration, seed and evaluation set) and
-``figure2b.png``.
+``figure2b.png``; ``--redraw`` redraws ``figure2b.png`` from ``figure2b.csv`` alone.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ def table(summary: pd.DataFrame, metrics: dict[str, tuple[str, float]], n_seeds:
             scale = metrics[metric][1]
             cell = _common.pm(row["mean"], row["std"], scale=scale, n=row["n"], n_seeds=n_seeds)
             if config not in ("none", "unimodal"):
-                cell += f" ({row['gain_pct']:+.0f} %, p={row['p_value']:.2g})"
+                # every seed equal to no augmentation: no signed-rank test (its p-value would be NaN)
+                p_value = f"p={row['p_value']:.2g}" if row["p_value"] == row["p_value"] else "identical in every seed"
+                cell += f" ({row['gain_pct']:+.0f} %, {p_value})"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -212,29 +214,82 @@ def comparison(summary: pd.DataFrame) -> str:
 
 
 def plot(summary: pd.DataFrame, path) -> None:
-    """Bars of the recall (and Tx preservation) per configuration and evaluation set, error bars = std."""
+    """Horizontal bars per configuration and simulated evaluation set (error bars: std over seeds), one panel per
+    metric, with each set's unimodal baseline and the random level (``tl.RANDOM_LEVELS``, in the package's
+    random-level style); sized
+    to be read at the width of a documentation page (about 780 px)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    metrics = [m for m in ("recall_mean", "interpretability") if (summary["metric"] == m).any()]
+    from scsemiclip.pl._palette import METHOD_COLORS, RANDOM_STYLE
+    from scsemiclip.tl import RANDOM_LEVELS
+
+    metrics = {
+        "recall_mean": ("Known relationships recalled (%)", 100.0, "recall"),
+        "interpretability": ("Tx preservation (0-100)", 1.0, "interpretability"),
+    }
+    shown = [m for m in metrics if summary.loc[summary["metric"] == m, "mean"].notna().any()]
     datasets = list(dict.fromkeys(summary["dataset"]))
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(2.2 + 1.3 * len(CONFIGS), 3.2 * len(metrics)), squeeze=False)
-    width = 0.8 / len(datasets)
-    for ax, metric in zip(axes[:, 0], metrics, strict=True):
-        for i, dataset in enumerate(datasets):
-            sub = summary[(summary["metric"] == metric) & (summary["dataset"] == dataset)].set_index("config")
-            configs = [c for c in CONFIGS if c in sub.index]
-            x = np.array([list(CONFIGS).index(c) for c in configs]) + i * width
-            scale = 100 if metric == "recall_mean" else 1
-            ax.bar(x, scale * sub.loc[configs, "mean"], width, yerr=scale * sub.loc[configs, "std"], label=dataset)
-        ax.set_xticks(np.arange(len(CONFIGS)) + 0.4 - width / 2, [LABELS[c] for c in CONFIGS], rotation=30, ha="right")
-        ax.set_ylabel("Known relationships (%)" if metric == "recall_mean" else "Tx preservation")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    configs = [c for c in CONFIGS if c in set(summary["config"])]
+    # every bar is Semi-Clipped: its colour, one shade per evaluation set; the unimodal lines in the unimodal colour
+    colors = dict(zip(datasets, (METHOD_COLORS["semiclipped"], "#ffbb78", "#c45a00", "#ffe0c2"), strict=False))
+    dashes = dict(zip(datasets, (":", "-.", (0, (1, 3)), (0, (5, 2))), strict=False))
+    height = 0.8 / len(datasets)
+    with plt.rc_context({"font.size": 11}):
+        fig, axes = plt.subplots(
+            1,
+            len(shown),
+            figsize=(3.6 * len(shown) + 2.4, 0.55 * len(configs) + 1.9),
+            sharey=True,
+            squeeze=False,
+            layout="constrained",
+        )
+        for ax, metric in zip(axes[0], shown, strict=True):
+            label, scale, level_key = metrics[metric]
+            for i, dataset in enumerate(datasets):
+                sub = summary[(summary["metric"] == metric) & (summary["dataset"] == dataset)].set_index("config")
+                have = [c for c in configs if c in sub.index]
+                y = np.array([configs.index(c) for c in have]) + (i - (len(datasets) - 1) / 2) * height
+                ax.barh(
+                    y,
+                    scale * sub.loc[have, "mean"],
+                    height,
+                    xerr=scale * sub.loc[have, "std"].fillna(0),
+                    color=colors[dataset],
+                    error_kw={"elinewidth": 1, "capsize": 2},
+                )
+                if "unimodal" in sub.index:
+                    unimodal = {"color": METHOD_COLORS["unimodal"], "ls": dashes[dataset], "lw": 1.8}
+                    ax.axvline(scale * sub.loc["unimodal", "mean"], **unimodal)
+            ax.axvline(scale * RANDOM_LEVELS[level_key], **RANDOM_STYLE)
+            ax.set_xlabel(label)
+            ax.grid(axis="x", color="0.9")
+            ax.set_axisbelow(True)
+        axes[0, 0].set_yticks(range(len(configs)), [LABELS[c] for c in configs])
+        axes[0, 0].invert_yaxis()
+        n_seeds = int(summary["n"].max())
+        handles = [Patch(color=colors[d], label=f"Semi-Clipped, {d} (± std, {n_seeds} seeds)") for d in datasets]
+        handles += [
+            Line2D([], [], color=METHOD_COLORS["unimodal"], ls=dashes[d], lw=1.8, label=f"unimodal, {d}")
+            for d in datasets
+        ]
+        handles.append(Line2D([], [], **RANDOM_STYLE, label="random level"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(shown), frameon=False)
+        fig.savefig(path, dpi=150)
     plt.close(fig)
+
+
+def redraw(out) -> None:
+    """Redraw the figure from the table a run wrote (``<out>.csv``), without training anything."""
+    df = pd.read_csv(out.with_suffix(".csv"))
+    sim = df[df["setting"] == "simulated"]
+    metrics = {m: None for m in ("recall_mean", "interpretability") if m in sim and sim[m].notna().any()}
+    plot(summarise(sim, metrics), out.with_suffix(".png"))
+    print(f"Redrew {out.with_suffix('.png')} from {out.with_suffix('.csv')}.")
 
 
 def main() -> None:
@@ -249,10 +304,16 @@ def main() -> None:
     )
     parser.add_argument("--skip-real", action="store_true", help="only the simulated setting")
     parser.add_argument("--no-interpretability", action="store_true", help="recall only (no decoder trainings)")
+    parser.add_argument(
+        "--redraw", action="store_true", help="only redraw the figure from the table of an earlier run (<out>.csv)"
+    )
     parser.add_argument("--real-epochs", type=int, default=100, help="epochs on the real data (default: 100)")
     parser.add_argument("--real-batch-size", type=int, default=64, help="minibatch size on the real data (default: 64)")
     parser.add_argument("--train-fraction", type=float, default=0.7, help="shared genes trained on (default: 0.7)")
     args = parser.parse_args()
+    if args.redraw:  # the figure depends on the table only, whose run the page names
+        redraw(args.out or _common.DOCS / "figure2b.md")
+        return
     if args.quick:
         args.seeds, args.settings, args.epochs, args.no_interpretability = args.seeds[:2], "uniform", 2, True
         args.scvi_epochs, args.gan_steps, args.real_epochs = 3, 10, 5

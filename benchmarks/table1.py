@@ -52,6 +52,9 @@ METRICS = {
     "recall_mean_raw": ("Known rel., no output TVN (%)", 100.0),
 }
 
+#: The methods that pre-train the student adapter and a classifier on the pairing keys.
+LABEL_BASED = ("kd", "shake", "c2kd")
+
 
 def real_sets(train_fraction: float, seed: int) -> tuple:
     """RPE1 training genes (student), PERISCOPE (teacher), and the evaluation sets (held-out RPE1 genes, K562).
@@ -165,6 +168,7 @@ def main() -> None:
     )
     frames = [sim.assign(setting="simulated")]
     sim_summary = ssc.tl.benchmark_summary(sim, metrics=tuple(METRICS))
+    label_based = [_common.NAMES[m] for m in args.methods if m in LABEL_BASED]
     sections = [
         "## Simulated HUVEC-like screen\n",
         f"Trained on the simulated compound screen (`datasets.simulate_weakly_paired(rng={args.sim_seed}, "
@@ -172,17 +176,26 @@ def main() -> None:
         "weak pairs by compound and dose), evaluated on its out-of-distribution screens in new batches: "
         f"{_common.describe_ood(ood_sets)}; sim-OOD is the HUVEC-like knockout screen, sim-SC-OOD (when present) "
         "the RPE1-like single-cell knockout screen (many cells per knockout, low library size). "
-        "Label-based methods (KD, SHAKE, C2KD) pre-train the student adapter and classifier on the pairing keys "
-        "before distilling (as in the paper; the objectives' default: 500 AdamW steps at 3e-3 on the adapter's inference input). "
-        f"Interpretability decoder: {args.decoder_epochs} epochs, minibatches of {args.decoder_batch_size}, "
+        + (
+            f"Label-based methods ({', '.join(label_based)}) pre-train the student adapter and classifier on the "
+            "pairing keys before distilling (as in the paper; the objectives' default: 500 AdamW steps at 3e-3 on "
+            "the adapter's inference input). "
+            if label_based
+            else ""
+        )
+        + f"Interpretability decoder: {args.decoder_epochs} epochs, minibatches of {args.decoder_batch_size}, "
         f"learning rate {args.decoder_lr} (the Tx-Evaluation setting, 30 epochs of 512 at 1e-4, makes one "
         "step per epoch on these ~900 training samples: every embedding, the unimodal one included, then scores "
-        "at the random level, about 24). "
+        f"about the random level, {ssc.tl.RANDOM_LEVELS['interpretability']:g} "
+        "({data}`~scsemiclip.tl.RANDOM_LEVELS`)). "
         "Rows without PEA are the base methods (raw embeddings at training and inference, as the paper's Table 2 "
         "first row); with PEA, the full recipe (augmentation, and inference on TVN-corrected inputs). "
         f"Mean ± std over seeds {args.seeds}; arrows and Wilcoxon signed-rank p-values (two-sided, paired by seed) "
         "compare each method with PEA to the same method without. With fewer than 6 seeds a two-sided p-value "
-        "cannot be below 0.05.\n",
+        "cannot be below 0.05. The Random baseline rows are measured (a random embedding of the same shape, "
+        "scored like the others) and scatter around the random levels by construction "
+        f"({100 * ssc.tl.RANDOM_LEVELS['recall']:g} % recall, {ssc.tl.RANDOM_LEVELS['interpretability']:g} Tx "
+        "preservation; {data}`~scsemiclip.tl.RANDOM_LEVELS`).\n",
         _common.settings_markdown(args, args.methods),
         "",
         _common.summary_markdown(sim_summary, metrics=METRICS, n_seeds=len(args.seeds)),

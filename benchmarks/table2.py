@@ -21,7 +21,7 @@ import time
 import _common
 import pandas as pd
 
-#: The ablation rows and the switches of ``tl.fit_semiclipped`` that make them (SPEC §3, model docstring).
+#: The ablation rows and the switches of ``tl.fit_semiclipped`` that make them (docs/method.md; model docstring).
 CONFIGS = {
     "Base method": {"pea": False, "inference_tvn": False},
     "+ Fixed Bio-Aug": {"pea": True, "p_drop": 0.0, "min_control_fraction": 1.0, "inference_tvn": False},

@@ -13,7 +13,10 @@ It scans every page (except the highlighted source pages of ``_modules/``, the s
 - the word "SPEC" (an internal document readers do not have) in the text;
 - private names (``_name``, ``module._name``; dunders excepted) in the text or the code shown;
 - tables with an empty column header;
-- code lines (not notebook outputs) longer than the article column shows.
+- code lines (not notebook outputs) longer than the article column shows;
+- scripts and style sheets loaded from the network (an offline reader loses them: MathJax from a CDN leaves the
+  maths as raw LaTeX), and maths on a page that loads no MathJax of its own;
+- a p-value printed as "nan" (``p=nan``: a test that could not run, which the page should say in words).
 
 Each finding is printed as ``page: finding``; the exit status is 1 when there is any. The contributors' page and the
 change log may name private modules (they are exempt from the private-name check), and the contributors' page
@@ -44,6 +47,8 @@ MAX_CODE_LINE = 90
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 _SPEC = re.compile(r"\bSPEC\b")
+_REMOTE = re.compile(r"^(?:[a-z]+:)?//", re.I)
+_P_NAN = re.compile(r"\bp\s*=\s*nan\b", re.I)
 # A private name: an identifier starting with one underscore, at a word start or after a dot (``_common.X``,
 # ``module._helper``); dunders (``__init__``) and a lone ``_`` are not private names.
 _PRIVATE = re.compile(r"(?<![\w/\\\-*}\"'+>])(?:\w+\.)*_(?!_)[A-Za-z]\w*(?:\.\w+)*")
@@ -194,6 +199,25 @@ def _unnamed_columns(table: Node) -> list[int]:
     return [j for j, ok in sorted(named.items()) if not ok and j not in exempt]
 
 
+def _offline_findings(root: Node, main: Node) -> list[str]:
+    """Scripts and style sheets from the network, and maths without a MathJax script shipped with the docs."""
+    findings, mathjax = [], False
+    for node in root.iter():
+        if node.tag == "script":
+            url = node.attrs.get("src", "")
+        elif node.tag == "link" and "stylesheet" in node.attrs.get("rel", "").split():
+            url = node.attrs.get("href", "")
+        else:
+            continue
+        if _REMOTE.match(url):
+            findings.append(f"loaded from the network (missing offline): {url}")
+        elif node.tag == "script" and "mathjax" in url.lower():
+            mathjax = True
+    if not mathjax and any("math" in node.classes for node in main.iter()):
+        findings.append("maths, but no MathJax script shipped with the docs (it shows as raw LaTeX)")
+    return findings
+
+
 def check_page(html: str, *, private_names: bool = True, code_width: bool = True) -> list[str]:
     """The findings of one page (empty when it is clean).
 
@@ -210,8 +234,9 @@ def check_page(html: str, *, private_names: bool = True, code_width: bool = True
     -------
     One line per finding.
     """
-    main = _content(parse(html))
-    findings = []
+    root = parse(html)
+    main = _content(root)
+    findings = _offline_findings(root, main)
     for node in main.iter():
         cls = node.classes
         # myst-nb renders an error output as ``<div class="output traceback ...">``.
@@ -246,6 +271,9 @@ def check_page(html: str, *, private_names: bool = True, code_width: bool = True
     for match in sorted(set(_SPEC.findall(text))):
         line = next(ln for ln in text.splitlines() if match in ln)
         findings.append(f"'SPEC' in the text: {_short(line)}")
+    for match in sorted(set(_P_NAN.findall(text))):
+        line = next(ln for ln in text.splitlines() if match in ln)
+        findings.append(f"p-value shown as nan: {_short(line)}")
     if private_names:
         for name in sorted(set(_PRIVATE.findall(text))):
             findings.append(f"private name in the text: {name}")

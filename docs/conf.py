@@ -21,6 +21,7 @@ import warnings
 from datetime import date
 from pathlib import Path
 
+from bs4 import BeautifulSoup
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.domains import Domain
@@ -53,6 +54,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx_autodoc_typehints",  # after napoleon
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 shipped in _static/mathjax: the maths renders offline (no CDN)
     "sphinx.ext.viewcode",
 ]
 
@@ -139,6 +141,8 @@ html_theme_options = {
     # sphinx-book-theme 1.4 on pydata-sphinx-theme 0.20 would add the header's search button to the sidebar's:
     # one search field (in the sidebar) is enough.
     "navbar_persistent": [],
+    # "On this page" lists the sections and their subsections (a page with one section would show one entry).
+    "show_toc_level": 2,
 }
 html_show_sourcelink = False
 html_static_path = ["_static"]
@@ -257,13 +261,17 @@ def _prose_returns(app: Sphinx, what: str, name: str, obj: object, options: obje
 
 
 _API_LINK_RE = re.compile(r'(<a [^>]*href="[^"]*generated/[^"]*"[^>]*>)([^<]+)(</a>)')
+# The code names of the page contents ("On this page": a class page's ``SemiClipped.get_latent_representation()``).
+_TOC_CODE_RE = re.compile(r'(<span class="pre">)([^<]+)(</span>)')
 
 
 def _breakable_api_names(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
-    """Let the sidebar wrap the API entries' dotted names after a dot or an underscore, not in mid-word.
+    """Let the sidebars wrap dotted names after a dot or an underscore, not in mid-word and not cut off.
 
-    Wraps the theme's sidebar function (pydata-sphinx-theme's ``generate_toctree_html``) to add ``<wbr>`` break
-    opportunities to the link texts of the generated API pages. Runs after the theme's own page-context handler.
+    Wraps the theme's sidebar functions (pydata-sphinx-theme's ``generate_toctree_html`` for the navigation, the
+    link texts of the generated API pages; ``generate_toc_html`` for the page contents, their code names) to add
+    ``<wbr>`` break opportunities (``_static/scsemiclip.css`` lets those names wrap). Runs after the theme's own
+    page-context handler.
     """
     generate = context.get("generate_toctree_html")
     if generate is None:
@@ -276,6 +284,16 @@ def _breakable_api_names(app: Sphinx, pagename: str, templatename: str, context:
         return _API_LINK_RE.sub(breakable, str(generate(*args, **kwargs)))  # the theme returns HTML or its soup
 
     context["generate_toctree_html"] = generate_breakable
+
+    generate_toc = context.get("generate_toc_html")
+    if generate_toc is None:
+        return
+
+    def generate_toc_breakable(*args: object, **kwargs: object) -> BeautifulSoup:
+        html = _TOC_CODE_RE.sub(breakable, str(generate_toc(*args, **kwargs)))
+        return BeautifulSoup(html, "html.parser")  # the template takes its length: keep the theme's type
+
+    context["generate_toc_html"] = generate_toc_breakable
 
 
 def _plain_citation(name, rawtext, text, lineno, inliner, options=None, content=None):

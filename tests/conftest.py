@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny synthetic AnnData and offline access to the real files in ../shared/data."""
+"""Shared fixtures: tiny synthetic AnnData and the real data files (``$SCSEMICLIP_DATA_DIR``, else ../shared/data).
+
+With ``SCSEMICLIP_NO_SKIP=1`` (set by ``.ci/run``) a skipped test fails, except the CUDA-only tests on a machine
+without CUDA (``_skips.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _real_data import real_data_dir
+from _skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
+
+from scsemiclip._settings import ENV_DATA_DIR
+
+pytest_plugins = ["pytester"]  # tests/test_skips.py runs pytest on small test files
 
 matplotlib.use("Agg")
 
+# The data folder of this workspace (beside the clone), used when SCSEMICLIP_DATA_DIR is not set.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-if "SCSEMICLIP_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
-    os.environ["SCSEMICLIP_DATA_DIR"] = str(SHARED_DATA)
+if ENV_DATA_DIR not in os.environ and SHARED_DATA.is_dir():
+    os.environ[ENV_DATA_DIR] = str(SHARED_DATA)
 
 
 def make_embedding_adata(
@@ -147,9 +158,8 @@ def emb_adata() -> ad.AnnData:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA
+    """The folder of the real data files (``_real_data.real_data_dir``)."""
+    return real_data_dir()
 
 
 def _single_torch_thread():

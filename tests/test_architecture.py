@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "scsemiclip"
 
 #: Layer of every top-level module or subpackage -> the scsemiclip layers it may import (bottom to top).
 ALLOWED = {
-    "_settings": set(),
+    "_settings": {"_validate"},
     "_docs": set(),
     "_core": {"_validate"},
     "_validate": set(),
@@ -26,7 +26,7 @@ ALLOWED = {
     "pp": {"_keys", "_validate", "__init__", "_core", "_docs", "_settings", "_utils"},
     "datasets": {"_keys", "_validate", "__init__", "_docs", "_settings", "_utils"},
     "tl": {"_keys", "_validate", "__init__", "_core", "_docs", "_settings", "_utils", "datasets", "model", "module"}
-    | {"pp"},
+    | {"pp", "train"},
     "pl": {"_keys", "_validate", "__init__", "_docs", "_settings", "_utils", "datasets", "model", "tl"},
     "_cli": {"_validate", "__init__", "_settings", "datasets", "pl", "pp", "tl"},
     "__init__": {"_settings", "datasets", "model", "module", "pl", "pp", "tl", "train"},

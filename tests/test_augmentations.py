@@ -52,7 +52,7 @@ def test_registry_names_and_building():
         (("mixup",), None, KeyError, "Unknown augmentation 'mixup'"),
         ((3,), None, TypeError, "names and Augmentation objects"),
         (("mwo",), {"scgft": {}}, ValueError, "not in `augmentations`"),
-        (("mwo",), {"mwo": {"p": 1.5}}, ValueError, "must be in"),
+        (("mwo",), {"mwo": {"p": 1.5}}, ValueError, r"`p` must be a finite number in \[0, 1\]"),
         ((MWO(),), {"mwo": {"p": 0.1}}, ValueError, "set them on the object"),
         (("scgft",), {"scgft": {"n_components": 0}}, ValueError, "`n_components` must be >= 1"),
         (("scgft",), {"scgft": {"n_components": 1.5}}, TypeError, "`n_components` must be an integer"),

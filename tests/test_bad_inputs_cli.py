@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_embedding_adata
 
-from scsemiclip._cli import main
+from scsemiclip._cli import _in_flags, build_parser, main
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ DATA = [
     (["apply", "--adata", "{good}", "--model-dir", "{root}/corrupt_model", "--out", "{root}/o.h5ad"], "model.pt"),
     (["apply", "--adata", "{good}", "--model-dir", "{root}", "--out", "{root}/o.h5ad"], "no model.pt"),
     (["evaluate", "--adata", "{root}/random.h5ad", "--use-rep", "X_emb"], "random.h5ad"),
+    (["evaluate", "--adata", "{good}", "--use-rep", "X_emb", "--metrics", "nope"], "'nope' in --metrics;"),
 ]
 
 
@@ -96,3 +97,14 @@ def test_options_and_outputs_are_checked_before_reading_data(files, capsys):
     status, err = _run(argv, files, capsys)
     assert status == 2 and "--out" in err  # not the unreadable --student: that would need reading it
     assert ad.read_h5ad(files / "good.h5ad").n_obs == 40
+
+
+def test_library_messages_name_the_flags_not_the_python_arguments():
+    args = build_parser().parse_args(["evaluate", "--adata", "a.h5ad", "--use-rep", "X"])
+    message = "`metrics` names 'interpretability' but `interpretability=False`; `output_tvn=True`, `use_reps`, `rng`"
+    assert _in_flags(message, args) == (
+        "--metrics names 'interpretability' but no --interpretability; no --no-tvn, --use-rep, --seed"
+    )
+    assert _in_flags("`layer` and `key_added`", args) == "`layer` and `key_added`"  # not flags of evaluate
+    fit = build_parser().parse_args(["fit", "--student", "s", "--teacher", "t", "--out", "o"])
+    assert _in_flags("`max_epochs` and `pea=False` and `key_added`", fit) == "--epochs and --no-pea and --key-added"

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import make_weakly_paired
 
-from scsemiclip.model import SemiClipped
+from scsemiclip.model import SemiClipped, TrainingDivergedError
+from scsemiclip.module import Augmentation
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from make_model_fixture import HERE as FIXTURE
@@ -228,3 +229,101 @@ def test_a_model_saved_by_format_1_keeps_loading(tmp_path):
     model = SemiClipped.load(directory, adata=student, accelerator="cpu")
     np.testing.assert_allclose(model.get_latent_representation(), np.load(FIXTURE / "latent.npy"), rtol=1e-5, atol=1e-6)
     assert _saved(FIXTURE)["format_version"] == 1
+
+
+@pytest.fixture
+def fresh(paired):
+    """The paired data set up anew (the tests above load models onto ``paired``'s student)."""
+    student, teacher = paired
+    student = student.copy()
+    SemiClipped.setup_anndata(student, student_rep="X_emb")
+    return student, teacher
+
+
+AUGMENTATION_CASES = [
+    ({"augmentations": ["mwo"], "augmentation_kwargs": {"mwo": {"p": True}}}, TypeError, "`p`"),
+    ({"augmentations": ["mwo"], "augmentation_kwargs": {"mwo": {"p": "0.5"}}}, TypeError, "`p`"),
+    ({"augmentations": ["mwo"], "augmentation_kwargs": {"mwo": {"p": 1.5}}}, ValueError, "`p`"),
+    ({"augmentations": ["mdwgan_gp"], "augmentation_kwargs": {"mdwgan_gp": {"hidden": 0}}}, ValueError, "`hidden`"),
+    ({"augmentations": ["mdwgan_gp"], "augmentation_kwargs": {"mdwgan_gp": {"lr": -1}}}, ValueError, "`lr`"),
+    (
+        {"augmentations": ["mdwgan_gp"], "augmentation_kwargs": {"mdwgan_gp": {"noise_dim": -1}}},
+        ValueError,
+        "noise_dim",
+    ),
+    (
+        {"augmentations": ["mdwgan_gp"], "augmentation_kwargs": {"mdwgan_gp": {"gp_weight": NAN}}},
+        ValueError,
+        "gp_weight",
+    ),
+    ({"objective_kwargs": {"gather_negatives": "no"}}, TypeError, "gather_negatives"),
+    ({"objective_kwargs": {"symmetric": 1}}, TypeError, "symmetric"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"), AUGMENTATION_CASES, ids=[f"{c[2]}-{c[0]}" for c in AUGMENTATION_CASES]
+)
+def test_augmentation_and_objective_options_bad_argument(fresh, kwargs, error, text):
+    student, teacher = fresh
+    with pytest.raises(error, match=re.escape(text)) as info:
+        SemiClipped(student, teacher, **{"hidden_dims": (8,), **kwargs})
+    if "augmentation_kwargs" in kwargs:  # `lr` or `p` alone would be ambiguous: the augmentation is named
+        assert f"Augmentation {kwargs['augmentations'][0]!r}" in str(info.value)
+
+
+class _Narrow(Augmentation):
+    """A custom augmentation returning one dimension too few."""
+
+    name = "narrow"
+
+    def __init__(self) -> None:
+        super().__init__(p=0.5)
+
+    def augment(self, x, minibatch, generator):
+        return x[:, 1:]
+
+
+class _Nameless(Augmentation):
+    """A custom augmentation whose class has no name."""
+
+    def __init__(self) -> None:
+        super().__init__(p=0.5)
+
+    def augment(self, x, minibatch, generator):
+        return x
+
+
+def test_custom_augmentation_of_the_wrong_width_is_named_before_training(fresh, capsys):
+    student, teacher = fresh
+    model = SemiClipped(student, teacher, hidden_dims=(8,), pea_bank_size=2, augmentations=[_Narrow()])
+    with pytest.raises(
+        ValueError, match=r"Augmentation 'narrow' returned \(8, 11\) for a minibatch of shape \(8, 12\)"
+    ):
+        model.train(1, batch_size=32, **FAST)
+    assert not model.is_trained_
+    assert "Exception raised during training" not in capsys.readouterr().out
+
+
+def test_custom_augmentation_without_a_name(fresh):
+    student, teacher = fresh
+    with pytest.raises(ValueError, match="Augmentation _Nameless has no `name`"):
+        SemiClipped(student, teacher, hidden_dims=(8,), augmentations=[_Nameless()])
+
+
+def test_divergence_names_the_options_and_surfaces_cleanly(fresh, capsys):
+    student, teacher = fresh
+    model = SemiClipped(student, teacher, hidden_dims=(8,), pea_bank_size=2, pea=False)
+    with pytest.raises(TrainingDivergedError, match=r"Lower the learning rate.*`objective_kwargs`, `augmentations`"):
+        model.train(30, batch_size=32, plan_kwargs={"lr": 1e30, "optimizer": "sgd"}, **FAST)
+    assert not model.is_trained_
+    # raised by scsemiclip after Lightning returned: no "Exception raised during training. NameError" of scvi-tools
+    assert "Exception raised during training" not in capsys.readouterr().out
+
+
+def test_objective_built_directly_checks_its_temperature():
+    from scsemiclip.module import OBJECTIVES
+
+    for name in ("semiclipped", "clip"):
+        with pytest.raises(ValueError, match="`temperature`"):
+            OBJECTIVES[name](d_student=4, d_teacher=4, n_classes=2, temperature=NAN)

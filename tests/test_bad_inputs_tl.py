@@ -49,7 +49,7 @@ FIT_CASES = [
     ({"max_epochs": -1}, ValueError, "max_epochs"),
     ({"max_epochs": 2.5}, TypeError, "max_epochs"),
     ({"batch_size": 0}, ValueError, "batch_size"),
-    ({"batch_size": None}, TypeError, "batch_size"),
+    ({"batch_size": 2.5}, TypeError, "batch_size"),
     ({"coral_reg": -5}, ValueError, "coral_reg"),
     ({"coral_reg": NAN}, ValueError, "coral_reg"),
     ({"p_drop": 1.5}, ValueError, "p_drop"),

@@ -17,7 +17,8 @@ _spec.loader.exec_module(check_html)
 def _page(body: str) -> str:
     """A page shaped like a Sphinx one: chrome around a ``<main>`` with the content."""
     return (
-        "<html><head><title>_private title</title><script>var _x = 'SPEC';</script></head><body>"
+        "<html><head><title>_private title</title><script>var _x = 'SPEC';</script>"
+        '<script defer="defer" src="_static/mathjax/tex-chtml.js"></script></head><body>'
         f"<nav>_sidebar_name</nav><main><article>{body}</article></main></body></html>"
     )
 
@@ -74,6 +75,7 @@ def test_a_clean_page_has_no_findings():
             "'SPEC' in the text: Recall of known relationships (SPEC §6).",
         ),
         ("<p>see <code>_common.PAPER_FALLBACKS</code></p>", "private name in the text: _common.PAPER_FALLBACKS"),
+        ("<td>46.10 ± 2.67 (+0 %, p=nan)</td>", "p-value shown as nan: 46.10 ± 2.67 (+0 %, p=nan)"),
         (
             "<pre>from scsemiclip.tl._interpretability import decoder</pre>",
             "private name in the text: scsemiclip.tl._interpretability",
@@ -94,6 +96,21 @@ def test_a_clean_page_has_no_findings():
 )
 def test_each_defect_is_found(body, finding):
     assert _check(CLEAN + body) == [finding]
+
+
+def test_network_assets_and_maths_without_mathjax_are_found():
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+    page = _page(CLEAN).replace("_static/mathjax/tex-chtml.js", cdn)
+    assert check_html.check_page(page) == [
+        f"loaded from the network (missing offline): {cdn}",
+        "maths, but no MathJax script shipped with the docs (it shows as raw LaTeX)",
+    ]
+    sheet = '<link rel="stylesheet" href="//fonts.example.org/a.css">'
+    assert check_html.check_page(_page(CLEAN).replace("<title>", sheet + "<title>")) == [
+        "loaded from the network (missing offline): //fonts.example.org/a.css"
+    ]
+    no_maths = "<p>No formula here.</p>"
+    assert check_html.check_page(_page(no_maths).replace("_static/mathjax/tex-chtml.js", "_static/x.js")) == []
 
 
 def test_a_column_named_by_any_header_row_or_a_spanning_cell_is_named():

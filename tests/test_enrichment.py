@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import anndata as ad
@@ -67,7 +68,7 @@ def _retrieved(adata, table, rep) -> set[tuple[str, str]]:
 
 
 def test_reactome_is_the_registered_gmt_and_equals_gseapy_reader(reactome, shared_data):
-    assert REGISTRY[GMT][0] in (shared_data / "SHA256SUMS").read_text()
+    assert hashlib.sha256((shared_data / GMT).read_bytes()).hexdigest() == REGISTRY[GMT][0]
     assert reactome == gseapy.read_gmt(str(shared_data / GMT))
     assert len(reactome) == 2504
     assert reactome["5-Phosphoribose-1-diphosphate-biosynthesis"] == ["PRPS1", "PRPS1L1", "PRPS2"]
@@ -113,9 +114,8 @@ def test_equals_gseapy_enrich_and_scipy(screen, reactome, background):
     query_pairs = (ra & rb) - rc
     query = sorted({g for p in query_pairs for g in p})
     bg = set(adata.obs_names) if background == "map" else {g for p in ra | rb | rc for g in p}
-    got = _run(
-        adata, table, include=("X_a", "X_b"), exclude="X_c", gene_sets="reactome", background=background, min_size=3
-    )
+    kwargs = {"include": ("X_a", "X_b"), "exclude": "X_c", "gene_sets": "reactome", "background": background}
+    got = _run(adata, table, **kwargs, min_size=3, test="hypergeometric")
     assert len(got) > 5 and got.q_value.iloc[0] < 0.01
     assert (got.query_size == len(query)).all() and (got.background_size == len(bg)).all()
     sized = {k: v for k, v in reactome.items() if 3 <= len(bg.intersection(v)) <= 500}
@@ -233,3 +233,110 @@ def test_plot_draws_top_sets_at_minus_log10_q(screen):
         ssc.pl.relationship_enrichment(ad.AnnData(obs=pd.DataFrame(index=["a"])))
     with pytest.raises(ValueError, match="`top`"):
         ssc.pl.relationship_enrichment(got, top=0)
+
+
+# ---- the permutation test ----------------------------------------------------------------------------------------
+
+
+def test_permutation_cutoffs_retrieve_as_the_recall(screen):
+    """The tails' cosine cut-offs of the permutation null take exactly the pairs the recall retrieves."""
+    from scsemiclip.tl._enrichment import _tail_cutoffs
+    from scsemiclip.tl._recall import gene_map, packed_cosines, packed_position
+
+    adata, table = screen
+    for threshold in (0.01, 0.05, 0.2):
+        x, genes = gene_map(adata, use_rep="X_a", perturbation_key=None, control_key=None)
+        packed = packed_cosines(x)
+        left, right = _tail_cutoffs(packed, len(genes) * (len(genes) - 1) // 2, threshold)
+        retrieved = ssc.tl.retrieved_relationships(
+            adata.copy(),
+            use_rep="X_a",
+            perturbation_key=None,
+            control_key=None,
+            sources={"c": table},
+            threshold=threshold,
+        )["c"]
+        i, j = genes.get_indexer(retrieved.entity1), genes.get_indexer(retrieved.entity2)
+        cos = packed[packed_position(np.minimum(i, j), np.maximum(i, j), len(genes))]
+        ti, tj = genes.get_indexer(table.entity1), genes.get_indexer(table.entity2)
+        unique = np.unique(np.stack([np.minimum(ti, tj), np.maximum(ti, tj)]), axis=1)
+        unique = unique[:, unique[0] != unique[1]]  # the recall drops self-pairs and duplicates
+        all_cos = packed[packed_position(unique[0], unique[1], len(genes))]
+        assert ((cos < left) | (cos > right)).all()
+        assert ((all_cos < left) | (all_cos > right)).sum() == len(retrieved)
+
+
+def test_permutation_test_finds_the_modules_and_is_deterministic(screen):
+    """X_a retrieves the pairs of modules 0-3, X_c those of 4-7: relabelling X_a, its modules' sets come first.
+
+    Every relationship but 60 lies within a module, so a relabelled X_a retrieves module pairs too: the pair
+    structure the hypergeometric test ignores makes the sets less extreme under this null (p about 0.05, not 3e-4).
+    """
+    adata, table = screen
+    kwargs = {"include": "X_a", "exclude": "X_c", "gene_sets": "reactome", "min_size": 3}
+    hyper = _run(adata, table, **kwargs, test="hypergeometric")
+    got = _run(adata, table, **kwargs, n_permutations=200)
+    assert got.p_value.iloc[0] < 0.1 < got.p_value.iloc[-1] and hyper.p_value.iloc[0] < 0.001
+    assert set(got.gene_set) == set(hyper.gene_set)
+    pd.testing.assert_frame_equal(got, _run(adata.copy(), table, **kwargs, n_permutations=200))
+    assert adata.uns["relationship_enrichment"]["params"]["test"] == "permutation"
+
+
+@pytest.fixture(scope="module")
+def pathway_pairs(reactome) -> pd.DataFrame:
+    """The relationships of 150 random Reactome pathways (5-40 genes, overlapping): every pair within a pathway."""
+    names = [k for k, v in reactome.items() if 5 <= len(v) <= 40 and all(g.isupper() for g in v)]
+    picked = np.random.default_rng(0).choice(names, 150, replace=False)
+    pairs = {tuple(sorted(p)) for name in picked for p in itertools.combinations(reactome[name], 2)}
+    return pd.DataFrame(sorted(pairs), columns=["entity1", "entity2"])
+
+
+def test_permutation_test_is_calibrated_on_random_maps_where_the_hypergeometric_is_not(pathway_pairs):
+    """Random maps over pathway-structured relationships: at most about 1 % of sets at p < 0.01, none at q < 0.05.
+
+    The relationships come in pairs concentrated in the pathways: the hypergeometric test, which takes the genes as
+    independent draws, calls about 7 % of the sets at p < 0.01 on the same maps.
+    """
+    genes = sorted(set(pathway_pairs.entity1) | set(pathway_pairs.entity2))
+    p_perm, p_hyper, q_perm = [], [], []
+    for seed in range(2):
+        adata = ad.AnnData(obs=pd.DataFrame(index=genes))
+        adata.obsm["X_r"] = np.random.default_rng(seed).normal(size=(len(genes), 16))
+        kwargs = {"include": "X_r", "gene_sets": "reactome", "min_size": 3, "background": "map"}
+        perm = _run(adata, pathway_pairs, **kwargs, n_permutations=200, rng=seed)
+        p_perm += list(perm.p_value)
+        q_perm += list(perm.q_value)
+        p_hyper += list(_run(adata, pathway_pairs, **kwargs, test="hypergeometric").p_value)
+    p_perm, p_hyper = np.array(p_perm), np.array(p_hyper)
+    bound = 0.01 + 3 * np.sqrt(0.01 * 0.99 / p_perm.size)
+    assert (p_perm < 0.01).mean() <= bound and min(q_perm) >= 0.05
+    assert (p_hyper < 0.01).mean() > 3 * bound
+
+
+def test_permutation_test_relabels_the_map_under_test_only(pathway_pairs, reactome):
+    """Table 3's chance level: a label-shuffled copy of a structured map, minus what the structured map retrieves.
+
+    Relabelling the structured map too would destroy the relationships it really retrieves; with only the map under
+    test relabelled, the shuffled copy stays calibrated.
+    """
+    genes = sorted(set(pathway_pairs.entity1) | set(pathway_pairs.entity2))
+    index = pd.Index(genes)
+    rng = np.random.default_rng(0)
+    structured = rng.normal(size=(len(genes), 16))
+    for name in rng.choice(sorted(reactome), 300, replace=False):  # genes of a pathway share a direction
+        rows = index.get_indexer(reactome[name])
+        structured[rows[rows >= 0]] += rng.normal(size=16)
+    p_values, q_values = [], []
+    for seed in range(2):
+        adata = ad.AnnData(obs=pd.DataFrame(index=genes))
+        adata.obsm["X_real"] = structured
+        adata.obsm["X_shuffled"] = structured[np.random.default_rng(seed + 1).permutation(len(genes))]
+        kwargs = {"include": "X_shuffled", "exclude": "X_real", "gene_sets": "reactome", "min_size": 3}
+        table = _run(adata, pathway_pairs, **kwargs, n_permutations=200, rng=seed)
+        assert adata.uns["relationship_enrichment"]["params"]["permuted"] == ["X_shuffled"]
+        p_values += list(table.p_value)
+        q_values += list(table.q_value)
+    p_values = np.array(p_values)
+    assert (p_values < 0.01).mean() <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / p_values.size) and min(q_values) >= 0.05
+    with pytest.raises(ValueError, match="`permuted` must name"):
+        _run(adata, pathway_pairs, **kwargs, permuted="X_other")

@@ -11,12 +11,14 @@ import hashlib
 import inspect
 import pickle
 from collections.abc import Mapping
+from pathlib import Path
 
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_embedding_adata
 from scipy import sparse
 
 import scsemiclip as ssc
@@ -99,7 +101,17 @@ def world():
             "interpretability": [50.0, 52.0, 60.0, 61.0],
         }
     )
+    # a screen with controls enough for the calibration check (10 pseudo-perturbations, 4 controls kept per batch)
+    labels = np.r_[np.repeat([f"G{i}" for i in range(20)], 4), ["NTC"] * 80]
+    screen = ad.AnnData(
+        obs=pd.DataFrame(
+            {"perturbation": labels, "batch": np.arange(labels.size) % 2, "is_control": labels == "NTC"},
+            index=[f"s{i}" for i in range(labels.size)],
+        )
+    )
+    screen.obsm["X_emb"] = np.random.default_rng(2).normal(size=(labels.size, 6))
     return {
+        "screen": screen,
         "student": student,
         "teacher": teacher,
         "ood": ood,
@@ -118,6 +130,8 @@ def _first(name: str, w: dict) -> object:
         return w["bench"]
     if name == "pl.training_history":
         return w["model"]
+    if name == "tl.calibration_check":
+        return w["screen"]
     return w["evaluated"] if name.startswith("pl.") else w["ood"]
 
 
@@ -129,7 +143,6 @@ def _kwargs(name: str, func, w: dict) -> dict:
         "use_reps": ["X_emb", "X_rand"],
         "sources": toy,
         "teacher": w["teacher"],
-        "test": w["ood"].copy(),
         "include": "X_emb",
         "exclude": "X_rand",
         "gene_sets": w["sets"],
@@ -155,8 +168,14 @@ def _kwargs(name: str, func, w: dict) -> dict:
         },
         "tl.evaluate_map": {"metrics": ["recall", "phenotypic_activity"]},
         "tl.perturbation_magnitude": {"min_replicates": 2},
+        "tl.distillation_gain": {"student_rep": "X_rand", "distilled_rep": "X_emb", "n_bootstrap": 50},
         "tl.interpretability_preservation": {"max_epochs": 1, "batch_size": 64, "min_steps": 1},
-        "tl.interpretability_preservation_split": {"max_epochs": 1, "batch_size": 64, "min_steps": 1},
+        "tl.interpretability_preservation_split": {
+            "test": w["ood"].copy(),
+            "max_epochs": 1,
+            "batch_size": 64,
+            "min_steps": 1,
+        },
         "pl.recall": {},
         "pl.relationship_venn": {"use_reps": ["X_emb", "X_rand"], "keys": None},
         "pl.recall_thresholds": {"use_reps": None, "keys": ["known_relationship_recall_curve", "curve_rand"]},
@@ -180,16 +199,92 @@ DOCUMENTED_WRITES = {
     | {"uns/recall_X_emb", "uns/recall_X_rand", "uns/interpretability_preservation"},
 }
 
-PUBLIC = [f"{sub}.{n}" for sub in ("pp", "tl", "pl") for n in getattr(ssc, sub).__all__]
+#: The public functions (constants such as ``tl.RANDOM_LEVELS`` have no inputs).
+PUBLIC = [
+    f"{sub}.{n}"
+    for sub in ("pp", "tl", "pl")
+    for n in getattr(ssc, sub).__all__
+    if callable(getattr(getattr(ssc, sub), n))
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC)
 def test_inputs_are_unchanged_but_for_the_documented_keys(world, name):
     func = getattr(getattr(ssc, name.split(".")[0]), name.split(".")[1])
-    first = _first(name, world)
     kwargs = _kwargs(name, func, world)
     if name == "pl.relationship_venn":
         kwargs = {"keys": ["retrieved_X_emb", "retrieved_X_rand"]}
+    _check_unchanged(name, func, _first(name, world), kwargs)
+
+
+def _variants(w: dict, gmt: str) -> dict[str, tuple[str, dict]]:
+    """Calls of the evaluation functions with the options their default calls above leave out."""
+    genes = sorted(set(w["ood"].obs["perturbation"]) - {"non-targeting"})
+    modules = {g: [f"m{i % 4}", None] for i, g in enumerate(genes)}  # a missing label among them
+    small = {"null_size": 100, "key_added": "K_variant"}
+    signal = {"use_rep": "X_emb", "null_perturbations": genes[:4], "signal_null_size": 100, **small}
+    return {
+        "consistency-mapping": ("tl.phenotypic_consistency", {"use_rep": "X_emb", "annotations": modules, **small}),
+        "consistency-gmt": ("tl.phenotypic_consistency", {"use_rep": "X_emb", "annotations": Path(gmt), **small}),
+        "perturbation_consistency-null": ("tl.perturbation_consistency", {**signal, "max_controls": 4}),
+        "magnitude-null": ("tl.perturbation_magnitude", {**signal, "min_replicates": 2}),
+        "enrichment-gmt": (
+            "tl.relationship_enrichment",
+            {"include": "X_emb", "gene_sets": gmt, "sources": {"toy": w["pairs"]}, "min_size": 1, **small},
+        ),
+        "evaluate-all": (
+            "tl.evaluate_map",
+            {
+                "use_reps": ["X_emb", "X_rand"],
+                "metrics": None,
+                "sources": {"toy": w["pairs"]},
+                "annotations": modules,
+                "interpretability_kwargs": {"max_epochs": 1, "batch_size": 64, "min_steps": 1},
+                "signal_null_size": 100,
+                **small,
+            },
+        ),
+        "calibration-options": (  # on a screen with enough controls per batch for pseudo-perturbations
+            "tl.calibration_check",
+            {"use_rep": "X_emb", "profile_correction": "tvn", "n_pseudo": 10, "warn": False, **small},
+        ),
+        "interpretability-options": (
+            "tl.interpretability_preservation",
+            {"use_rep": "X_emb", "max_epochs": 1, "min_steps": 1, "train_fraction": 0.5, "warmup_fraction": 0, **small},
+        ),
+    }
+
+
+VARIANTS = [
+    "consistency-mapping",
+    "consistency-gmt",
+    "perturbation_consistency-null",
+    "magnitude-null",
+    "enrichment-gmt",
+    "evaluate-all",
+    "calibration-options",
+    "interpretability-options",
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_evaluation_options_leave_inputs_unchanged(world, tmp_path, variant):
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("".join(f"{k}\tdescription\t" + "\t".join(v) + "\n" for k, v in world["sets"].items()))
+    name, kwargs = _variants(world, str(gmt))[variant]
+    func = getattr(ssc.tl, name.split(".")[1])
+    signature = inspect.signature(func).parameters
+    kwargs = {k: v for k, v in kwargs.items() if k in signature}  # signal_null_size: only where it is an option
+    first = (
+        make_embedding_adata(n_obs=600, n_perts=60, control_fraction=0.5)
+        if variant == "calibration-options"
+        else world["ood"]
+    )
+    _check_unchanged(name, func, first.copy(), kwargs)
+
+
+def _check_unchanged(name: str, func, first: object, kwargs: dict) -> None:
+    """Call ``func(first, **kwargs)``; no input may change but for the documented keys it writes."""
     inputs = {"first": first, **{k: v for k, v in kwargs.items() if isinstance(v, ad.AnnData | pd.DataFrame | Mapping)}}
     before = {k: components(v) for k, v in inputs.items() if not isinstance(v, ssc.model.SemiClipped)}
     func(first, **kwargs)

@@ -230,6 +230,33 @@ def test_early_stopping_keeps_the_best_weights():
     assert mse[0] < mse[1]
 
 
+def test_decoder_training_equals_torch_adamw_with_a_warmup_cosine_schedule():
+    """The flat-buffer AdamW gives torch.optim.AdamW + LambdaLR's weights bit for bit (the protocol is unchanged)."""
+    from scsemiclip.tl._interpretability import _warmup_cosine
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(150, 6, generator=gen), torch.randn(150, 40, generator=gen)
+    kw = {"seed": 2, "max_epochs": 4, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-2, "warmup_fraction": 0.3}
+    fast, steps = fit_decoder(x, y, **kw)
+    # the reference: torch's optimiser and scheduler on the same initialisation and minibatches
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        ref = decoder(6, 40)
+    opt = torch.optim.AdamW(ref.parameters(), lr=3e-3, weight_decay=1e-2)
+    warmup = round(0.3 * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup_cosine(s, warmup=warmup, total=steps))
+    order = torch.Generator().manual_seed(2)
+    for _ in range(4):
+        for idx in torch.randperm(150, generator=order).split(64):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.mse_loss(ref(x[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+    assert steps == 12
+    for a, b in zip(fast.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_budget_errors(expr):
     with pytest.raises(ValueError, match="`protocol` must be one of"):
         tl.interpretability_preservation(expr, use_rep="X_true", protocol="fast")

@@ -81,7 +81,8 @@ def test_activity_equals_copairs(tmp_path, ties):
     if ties:  # small integer profiles: many exactly tied cosines, copairs ranks a tied positive first
         adata.obsm["X_emb"] = np.random.default_rng(0).integers(1, 4, size=(adata.n_obs, 3)).astype(float)
     x = adata.obsm["X_emb"].astype(np.float64)
-    ours = ssc.tl.phenotypic_activity(adata, use_rep="X_emb", null_size=NULL, accelerator="cpu")
+    # copairs' definition: every control is a negative of every query (batch_key=None)
+    ours = ssc.tl.phenotypic_activity(adata, use_rep="X_emb", null_size=NULL, accelerator="cpu", batch_key=None)
     ref = _copairs_activity(adata, x, NULL, tmp_path).loc[ours.index]
     np.testing.assert_allclose(ours["mean_average_precision"], ref["mean_average_precision"], rtol=0, atol=1e-9)
     p = ref["p_value"].to_numpy()
@@ -255,3 +256,32 @@ def test_queries_without_negatives_are_left_out():
         ssc.tl.phenotypic_consistency(
             adata, use_rep="X_e", annotations=everyone, perturbation_key=None, control_key=None, null_size=100
         )
+
+
+def test_activity_negatives_are_the_controls_of_the_positives_batches_and_not_fitted():
+    """A query's negatives: held-out controls (outside ``fitted_key``) of the batches that hold its positives."""
+    adata = make_embedding_adata(n_obs=300, n_perts=10, seed=2)
+    batch = adata.obs["batch"].to_numpy()
+    is_ctrl = adata.obs["is_control"].to_numpy()
+    fitted = is_ctrl & (np.arange(adata.n_obs) % 2 == 0)
+    adata.obs["fitted"] = fitted
+    table = ssc.tl.phenotypic_activity(adata, use_rep="X_emb", null_size=50, fitted_key="fitted")
+    labels = adata.obs["perturbation"].to_numpy()
+    for pert in table.index[:3]:
+        rows = np.flatnonzero((labels == pert) & ~is_ctrl)
+        n_cand = [
+            (rows.size - 1) + (is_ctrl & ~fitted & np.isin(batch, batch[np.setdiff1d(rows, [r])])).sum() for r in rows
+        ]
+        assert table.loc[pert, "n_candidates"] == pytest.approx(np.mean(n_cand))
+    assert adata.uns["phenotypic_activity"]["params"]["n_controls"] == int((is_ctrl & ~fitted).sum())
+    with pytest.raises(ValueError, match="not controls of `control_key`"):
+        ssc.tl.phenotypic_activity(adata, use_rep="X_emb", fitted_key="is_control", control_key="fitted")
+
+
+def test_activity_names_a_batch_without_controls():
+    adata = make_embedding_adata(n_obs=300, n_perts=10, seed=3)
+    in_b0 = (adata.obs["batch"] == "b0").to_numpy()
+    adata.obs["is_control"] = adata.obs["is_control"].to_numpy() & ~in_b0
+    with pytest.raises(ValueError, match=r"Batch 'b0' of adata.obs\['batch'\] holds replicates of"):
+        ssc.tl.phenotypic_activity(adata, use_rep="X_emb", null_size=50)
+    assert len(ssc.tl.phenotypic_activity(adata, use_rep="X_emb", null_size=50, batch_key=None))

@@ -1,4 +1,4 @@
-"""The baseline objectives of SPEC §5: known loss values, training on easy data, and one epoch through the model."""
+"""Baseline objectives (docs/method.md): known loss values, training on easy data, one epoch through the model."""
 
 from __future__ import annotations
 

@@ -45,11 +45,14 @@ def test_recall_bars_from_adata(gene_map):
     ax = pl.recall(adata, ax=ax0)
     assert ax is ax0
     heights = [b.get_height() for b in _bars(ax)]
-    np.testing.assert_allclose(heights, table["recall"].to_numpy())
+    np.testing.assert_allclose(heights, 100 * table["recall"].to_numpy())  # in %, as the tables
     assert [t.get_text() for t in ax.get_xticklabels()] == [*SOURCES, "mean"]
     random_line = [line for line in ax.get_lines() if line.get_label().startswith("random")]
-    assert len(random_line) == 1 and np.allclose(random_line[0].get_ydata(), 0.1)
-    assert {t.get_text() for t in ax.texts} >= {f"{r:.3f}" for r in table["recall"]}
+    assert len(random_line) == 1 and np.allclose(random_line[0].get_ydata(), 10)
+    assert random_line[0].get_label() == "random level (10 %)" and ax.get_ylabel() == "% of known pairs retrieved"
+    assert {t.get_text() for t in ax.texts} >= {f"{100 * r:.1f}" for r in table["recall"]}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["random level (10 %)", "mean over the databases"]  # every mark explained
     assert adata_hash(adata) == before
 
 
@@ -61,14 +64,14 @@ def test_recall_grouped_bars_and_bare_table(gene_map):
     assert len(bars) == 3 * (len(SOURCES) + 1)
     for k, rep in enumerate("ABC"):
         got = [b.get_height() for b in bars[k * 6 : (k + 1) * 6]]
-        np.testing.assert_allclose(got, tables[rep]["recall"].to_numpy())
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B", "C"]
+        np.testing.assert_allclose(got, 100 * tables[rep]["recall"].to_numpy())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B", "C", "mean over the databases"]
     assert not [line for line in ax.get_lines() if line.get_label().startswith("random")]  # bare tables
     from_adatas = pl.recall({"A": adata}, key="r_A")
-    assert [b.get_height() for b in _bars(from_adatas)] == pytest.approx(tables["A"]["recall"].tolist())
+    assert [b.get_height() for b in _bars(from_adatas)] == pytest.approx((100 * tables["A"]["recall"]).tolist())
     long = tables["A"].reset_index()  # a "source" column works too
     assert [b.get_height() for b in _bars(pl.recall(long, threshold=0.05))] == pytest.approx(
-        tables["A"]["recall"].tolist()
+        (100 * tables["A"]["recall"]).tolist()
     )
 
 
@@ -250,3 +253,49 @@ def test_relationship_venn_missing_results(gene_map):
         pl.relationship_venn(adata, use_reps=["A", "B"])
     ax = pl.relationship_venn(adata, keys=["retrieved_A_10", "retrieved_B"])
     assert "retrieved_A_10" in ax.get_title()
+
+
+def test_one_colour_per_method_in_every_plot():
+    from scsemiclip.pl._palette import METHOD_COLORS, method_colors
+
+    same = method_colors(["X_semiclipped", "Semi-Clipped", "semiclipped", "semi_clipped"])
+    assert set(same) == {METHOD_COLORS["semiclipped"]}
+    assert method_colors(["random", "X_random"]) == [METHOD_COLORS["random"]] * 2
+    others = method_colors(["A", "B", "Semi-Clipped", "C"])
+    assert len(set(others)) == 4 and others[2] == METHOD_COLORS["semiclipped"]
+
+
+def test_quickstart_figure_shows_recall_beside_interpretability():
+    from scsemiclip._cli import _quickstart_figure
+
+    rng = np.random.default_rng(0)
+    tables = {}
+    for rep in ("unimodal", "semiclipped", "random"):
+        recall = rng.uniform(0.05, 0.3, len(SOURCES))
+        tables[rep] = pd.DataFrame({"recall": [*recall, recall.mean()]}, index=[*SOURCES, "mean"])
+    summary = pd.DataFrame({rep: t["recall"] for rep, t in tables.items()}).T.assign(
+        interpretability=[55.2, 61.0, 24.3]
+    )
+    fig = _quickstart_figure(summary, tables)
+    recall_ax, interp_ax = fig.axes
+    assert recall_ax.get_ylabel() == "% of known pairs retrieved" and interp_ax.get_ylabel() == "score (0-100)"
+    assert [p.get_height() for p in interp_ax.patches] == [55.2, 61.0, 24.3]
+    assert recall_ax.lines[0].get_ydata()[0] == pytest.approx(10) and interp_ax.lines[0].get_ydata()[0] == 25
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "random level (10 % recall, 25 interpretability)",
+        "unimodal",
+        "semiclipped",
+        "random",
+        "mean over the databases",
+    ]
+    # one colour per method in both panels; every text legible and apart from the others
+    assert [p.get_facecolor() for p in interp_ax.patches] == [
+        recall_ax.patches[6 * k].get_facecolor() for k in range(3)
+    ]
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(plt.Text) if t.get_visible() and t.get_text().strip()]
+    assert min(t.get_fontsize() for t in texts) >= 10
+    boxes = [t.get_window_extent() for t in texts]
+    assert not [(a, b) for k, a in enumerate(boxes) for b in boxes[k + 1 :] if a.overlaps(b)]
+    plt.close(fig)

@@ -30,9 +30,9 @@ def _tables(n_embeddings: int, seed: int = 0) -> dict[str, pd.DataFrame]:
 
 
 def _labels(ax):
-    """The value labels (texts with three decimals) drawn on the Axes, after a full draw."""
+    """The value labels (texts with one decimal: recall in %) drawn on the Axes, after a full draw."""
     ax.figure.canvas.draw()
-    return [t for t in ax.texts if t.get_text().count(".") == 1 and len(t.get_text().split(".")[1]) == 3]
+    return [t for t in ax.texts if t.get_text().count(".") == 1 and len(t.get_text().split(".")[1]) == 1]
 
 
 def _overlapping(ax) -> list[tuple[str, str]]:
@@ -52,13 +52,13 @@ def test_wide_bars_get_horizontal_labels():
     tables = _tables(1)
     pl.recall(tables, ax=ax)
     labels = _labels(ax)
-    assert [t.get_text() for t in labels] == [f"{v:.3f}" for v in tables["embedding 0"]["recall"]]
+    assert [t.get_text() for t in labels] == [f"{100 * v:.1f}" for v in tables["embedding 0"]["recall"]]
     assert {t.get_rotation() for t in labels} == {0}
     assert not _overlapping(ax)
 
 
 def test_narrow_bars_get_vertical_labels_inside_the_axes():
-    _, ax = plt.subplots(figsize=(6, 4))
+    _, ax = plt.subplots(figsize=(8, 4))  # 24 bars: too narrow for horizontal 10-pt labels
     pl.recall(_tables(4), ax=ax)
     labels = _labels(ax)
     assert len(labels) == 4 * len(SOURCES)

@@ -1,4 +1,4 @@
-"""Batch corrections, aggregation and PEA (SPEC §2-3)."""
+"""Batch corrections, aggregation and PEA (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from efaar_benchmarking.efaar import centerscale_on_controls, tvn_on_controls
 from scipy import sparse
 
 import scsemiclip as ssc
-from scsemiclip._core import STEPS, fit_corrections, sample_control_weights, sample_pea_bank, sample_steps
+from scsemiclip._core import (
+    EIGENVALUE_FLOOR,
+    STEPS,
+    fit_corrections,
+    sample_control_weights,
+    sample_pea_bank,
+    sample_steps,
+)
 from scsemiclip._utils import check_array
 
 
@@ -293,7 +300,7 @@ def test_pea_tvn_with_all_steps_is_per_batch_zca_tvn(emb_adata):
     out = ssc.pp.pea_augment(emb_adata, use_rep="X_emb", transforms=("tvn",), p_drop=0, min_control_fraction=1)
     for b in emb_adata.obs.batch.cat.categories:
         sub = emb_adata[emb_adata.obs.batch == b].copy()
-        ssc.pp.tvn(sub, use_rep="X_emb", basis="zca")
+        ssc.pp.tvn(sub, use_rep="X_emb", basis="zca", eigenvalue_floor=EIGENVALUE_FLOOR)  # pea_augment's default
         expected = sub.obsm["X_emb_tvn"][~sub.obs.is_control.to_numpy()]
         np.testing.assert_allclose(out.obsm["X_emb"][(out.obs.batch == b).to_numpy()], expected, atol=1e-8)
 

@@ -77,11 +77,12 @@ def test_gene_level_profiles_without_controls(paired):
     student = student[~student.obs["is_control"]].copy()
     teacher = teacher[~teacher.obs["is_control"]].copy()
     with pytest.raises(ValueError, match=r"`pea=True` needs the student's controls.*control_key=None"):
-        ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, control_key=None, teacher_tvn=False)
+        ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, control_key=None, teacher_tvn=False, recipe="pea")
     with pytest.raises(ValueError, match="teacher_tvn=True.*no control column"):
         ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, control_key=None, pea=False)
-    model = ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, control_key=None, pea=False, teacher_tvn=False)
-    assert not model.inference_tvn
+    model = ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, control_key=None, teacher_tvn=False)
+    assert not model.inference_tvn and not model.pea  # "auto" without controls: the base recipe
+    assert student.uns["X_semiclipped"]["recipe"]["chosen"] == "base"
     assert student.uns["X_semiclipped"]["params"]["control_key"] == ""
     assert student.uns["X_semiclipped"]["pair_counts"]["n_student_paired"] == student.n_obs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,9 +40,29 @@ def test_n_jobs(restore_settings):
     assert s.n_jobs == 1
     s.n_jobs = None
     assert s.n_jobs >= 1
-    for bad in (0, -2, 1.5, True):
-        with pytest.raises(ValueError, match="n_jobs"):
+    for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="n_jobs"):
             s.n_jobs = bad
+    s.n_jobs = np.int64(2)  # numpy integers are integers
+    assert s.n_jobs == 2 and type(s.n_jobs) is int
+
+
+def test_unknown_setting_is_an_error_naming_close_matches(restore_settings):
+    s = restore_settings
+    n_jobs = s._n_jobs
+    with pytest.raises(AttributeError, match=r"no setting 'njobs' \(did you mean 'n_jobs'\?\)"):
+        s.njobs = 2
+    with pytest.raises(AttributeError, match="progress_bar"):
+        s.progressbar  # noqa: B018
+    assert not hasattr(s, "njobs") and s._n_jobs == n_jobs
+
+
+def test_numpy_scalars_are_accepted(restore_settings):
+    s = restore_settings
+    s.progress_bar = np.bool_(False)
+    assert s.progress_bar is False
+    s.verbosity = np.int64(logging.INFO)
+    assert s.verbosity == "info"
 
 
 def test_datasetdir_defaults_to_the_environment(restore_settings, monkeypatch, tmp_path):

@@ -18,13 +18,17 @@ efaar = pytest.importorskip("efaar_benchmarking.benchmarking")
 def _screen(
     *, n_perts: int = 40, n_null: int = 10, k: int = 6, n_controls: int = 50, d: int = 8, seed: int = 0
 ) -> ad.AnnData:
-    """``n_perts`` perturbations of ``k`` replicates, the first ``n_null`` without effect (``G0`` ...), controls."""
+    """``n_perts`` perturbations of ``k`` replicates, the first ``n_null`` without effect (``G0`` ...), controls.
+
+    The rows alternate between two batches (no batch effect).
+    """
     rng = np.random.default_rng(seed)
     effect = rng.normal(size=(n_perts, d)) * (np.arange(n_perts) >= n_null)[:, None]
     x = np.vstack([np.repeat(effect, k, axis=0) + rng.normal(size=(n_perts * k, d)), rng.normal(size=(n_controls, d))])
     labels = np.r_[np.repeat([f"G{i}" for i in range(n_perts)], k), ["NTC"] * n_controls]
     obs = pd.DataFrame(
-        {"perturbation": labels, "is_control": labels == "NTC"}, index=[f"s{i}" for i in range(x.shape[0])]
+        {"perturbation": labels, "is_control": labels == "NTC", "batch": np.arange(labels.size) % 2},
+        index=[f"s{i}" for i in range(x.shape[0])],
     )
     adata = ad.AnnData(obs=obs)
     adata.obsm["X_e"] = x
@@ -37,7 +41,7 @@ NULL_PERTS = [f"G{i}" for i in range(10)]
 def test_consistency_equals_efaar_benchmark():
     adata = _screen()
     before = adata_hash(adata)
-    ours = ssc.tl.perturbation_consistency(adata, use_rep="X_e", null_perturbations=NULL_PERTS)
+    ours = ssc.tl.perturbation_consistency(adata, use_rep="X_e", null_perturbations=NULL_PERTS, null="efaar")
     rows = ~adata.obs["is_control"].to_numpy()
     ref = efaar.pert_signal_consistency_benchmark(
         adata.obsm["X_e"][rows], adata.obs[rows], "perturbation", NULL_PERTS, n_jobs=1
@@ -53,7 +57,7 @@ def test_consistency_equals_efaar_benchmark():
 def test_magnitude_equals_efaar_benchmark():
     """With at most ``max_controls`` controls efaar uses them all: its benchmark is deterministic."""
     adata = _screen()
-    ours = ssc.tl.perturbation_magnitude(adata, use_rep="X_e", null_perturbations=NULL_PERTS)
+    ours = ssc.tl.perturbation_magnitude(adata, use_rep="X_e", null_perturbations=NULL_PERTS, null="efaar")
     ref = efaar.pert_signal_magnitude_benchmark(
         adata.obsm["X_e"], adata.obs, "perturbation", NULL_PERTS, "NTC", n_jobs=1
     ).set_index("pert")
@@ -64,7 +68,9 @@ def test_magnitude_equals_efaar_benchmark():
 
 def test_magnitude_equals_efaar_metric_on_the_control_sample():
     adata = _screen(n_controls=80)
-    ours = ssc.tl.perturbation_magnitude(adata, use_rep="X_e", null_perturbations=NULL_PERTS, max_controls=30, rng=3)
+    ours = ssc.tl.perturbation_magnitude(
+        adata, use_rep="X_e", null_perturbations=NULL_PERTS, max_controls=30, rng=3, null="efaar"
+    )
     reference = adata[adata.uns["perturbation_magnitude"]["params"]["reference_controls"]].obsm["X_e"]
     assert reference.shape[0] == 30
     x, labels = adata.obsm["X_e"], adata.obs["perturbation"].to_numpy()
@@ -152,3 +158,51 @@ def test_min_replicates():
     assert len(table) == 40 and adata.uns["perturbation_magnitude"]["params"]["min_replicates"] == 4
     with pytest.raises(ValueError, match="`min_replicates`"):
         ssc.tl.perturbation_consistency(adata, use_rep="X_e", min_replicates=1)
+
+
+def test_permutation_null_needs_held_out_controls_per_batch_and_names_the_batch():
+    adata = _screen(n_controls=6)  # 3 controls per batch: the magnitude's reference takes 1, the null keeps 2
+    assert len(ssc.tl.perturbation_magnitude(adata, use_rep="X_e", null_size=50)) == 40
+    adata.obs["is_control"] &= ~adata.obs_names.isin(["s240", "s242"])  # batch 0 keeps 1 control
+    with pytest.raises(ValueError, match=r"batch 0 of adata.obs\['batch'\] has 1 control"):
+        ssc.tl.perturbation_consistency(adata, use_rep="X_e", null_size=50)
+    fitted = adata.obs["is_control"].to_numpy() & adata.obs_names.isin(["s241", "s243"])
+    adata.obs["fitted"] = fitted
+    with pytest.raises(ValueError, match="not controls of `control_key`"):
+        ssc.tl.perturbation_consistency(adata, use_rep="X_e", fitted_key="is_control", control_key="fitted")
+    with pytest.raises(ValueError, match="`fitted_key` applies to `null='permutation'`"):
+        ssc.tl.perturbation_consistency(adata, use_rep="X_e", fitted_key="fitted", null="efaar")
+    with pytest.raises(ValueError, match="`null`"):
+        ssc.tl.perturbation_consistency(adata, use_rep="X_e", null="copairs")
+
+
+def test_messages_say_what_is_wrong():
+    adata = _screen(n_controls=40)
+    with pytest.raises(ValueError, match=r"raise `max_controls` \(now 4, 40 controls exist\)"):
+        ssc.tl.perturbation_magnitude(adata, use_rep="X_e", max_controls=4, null="efaar")
+    with pytest.raises(ValueError, match="`null_perturbations` does not replace"):
+        ssc.tl.perturbation_magnitude(adata, use_rep="X_e", control_key=None, null_perturbations=NULL_PERTS)
+    only_controls = adata[adata.obs["is_control"].to_numpy()].copy()
+    for fn in (ssc.tl.perturbation_consistency, ssc.tl.perturbation_magnitude, ssc.tl.phenotypic_activity):
+        with pytest.raises(ValueError, match="Every row of adata is a control"):
+            fn(only_controls, use_rep="X_e")
+
+
+def test_permutation_p_values_are_exact_rank_p_values():
+    """The observed arrangement is one of the draws: p >= 1 / (1 + null_size); null perturbations count likewise."""
+    adata = _screen()
+    for fn in (ssc.tl.perturbation_consistency, ssc.tl.perturbation_magnitude):
+        table = fn(adata, use_rep="X_e", null_size=99)
+        assert table["p_value"].min() == 0.01 and table.loc["G39", "significant"]
+        with_null = fn(adata, use_rep="X_e", null_perturbations=NULL_PERTS)
+        null = with_null.loc[with_null.index.isin(NULL_PERTS)]
+        assert null.empty and with_null["p_value"].min() == 1 / 11
+
+
+def test_a_missing_batch_column_names_batch_key():
+    adata = _screen()
+    del adata.obs["batch"]
+    for fn in (ssc.tl.perturbation_consistency, ssc.tl.perturbation_magnitude, ssc.tl.phenotypic_activity):
+        with pytest.raises(KeyError, match="`batch_key`"):
+            fn(adata, use_rep="X_e")
+    assert len(ssc.tl.perturbation_consistency(adata, use_rep="X_e", batch_key=None, null_size=20)) == 40

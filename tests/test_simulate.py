@@ -28,13 +28,13 @@ def database_genes(shared_data) -> set[str]:
 
 
 def _ood_recall(adata, rep: str) -> float:
-    """Mean known-relationship recall of the TVN-corrected embedding, aggregated per gene (SPEC §6)."""
+    """Mean known-relationship recall of the TVN-corrected embedding, aggregated per gene (docs/evaluation.md)."""
     out = ssc.pp.tvn(adata, use_rep=rep, key_added="tvn", copy=True)
     return float(ssc.tl.known_relationship_recall(out, use_rep="tvn").loc["mean", "recall"])
 
 
 def _zca(adata, rep: str) -> np.ndarray:
-    """Basis-preserving TVN on the batch-centred embedding (the input of an adapter, SPEC §2)."""
+    """Basis-preserving TVN on the batch-centred embedding (the input of an adapter, docs/method.md)."""
     out = ssc.pp.center(adata, use_rep=rep, key_added="c", copy=True)
     ssc.pp.tvn(out, use_rep="c", basis="zca", key_added="z")
     return out.obsm["z"]
@@ -197,7 +197,7 @@ def test_teacher_beats_student_on_ood(sim):
 
 
 def test_nonlinear_regression_on_compounds_transfers_to_ood(sim):
-    """The property the simulator is built for (SPEC §6): a map learnt on the compound screen helps on knockouts.
+    """What the simulator is built for (docs/evaluation.md): a map learnt on the compound screen helps on knockouts.
 
     An MLP regresses the teacher's per-condition mean (TVN) on the student embedding (TVN) over the compound
     screen; applied to the knockout screens (new batches, genes never used as labels, bulk or single cells), its

@@ -63,8 +63,12 @@ def test_notebook_is_stored_with_outputs_and_clean(path):
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code, f"{path.name} has no code cell"
-    assert 'os.environ.get("SCSEMICLIP_TUTORIAL_FAST", "0") == "1"' in code[0].source, (
-        f"the first code cell of {path.name} must read SCSEMICLIP_TUTORIAL_FAST"
+    assert 'os.environ.get("SCSEMICLIP_TUTORIAL_FAST", "0") == "1"' in _shown_code(nb)[0].source, (
+        f"the first code cell shown of {path.name} must read SCSEMICLIP_TUTORIAL_FAST"
+    )
+    set_up = [c for c in code if "filterwarnings" in c.source or "setLevel" in c.source]
+    assert all(HIDDEN_SOURCE & set(c.metadata.get("tags", [])) for c in set_up), (
+        f"{path.name} shows its warning and logging set-up; tag that cell `hide-input` (the page opens with the science)"
     )
     assert all(cell.get("execution_count") for cell in code), f"{path.name} is stored with unexecuted cells"
     errors = [out for cell in code for out in cell.get("outputs", []) if out.get("output_type") == "error"]

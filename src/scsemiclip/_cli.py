@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from scsemiclip._settings import settings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 QUICKSTART_PNG = "scsemiclip_quickstart.png"
 
@@ -27,6 +32,36 @@ class DataError(Exception):
 
 #: Accelerator names accepted by ``--accelerator`` (Lightning's).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+#: Python arguments whose flag is not ``--`` and the name with dashes; those of :data:`_INVERTED` are ``--no-`` flags.
+_FLAG_OF = {
+    "use_reps": "--use-rep",
+    "max_epochs": "--epochs",
+    "rng": "--seed",
+    "pea": "--no-pea",
+    "output_tvn": "--no-tvn",
+}
+_INVERTED = frozenset({"pea", "output_tvn"})
+
+
+def _in_flags(message: str, args: argparse.Namespace) -> str:
+    """``message`` with the Python arguments it names (`` `name` `` or `` `name=value` ``) as the command's flags.
+
+    The errors of the library name its arguments (``interpretability=False``); a command-line user knows the flags
+    (no ``--interpretability``). Names that are not flags of the command stay as they are.
+    """
+    flags = {"--" + dest.replace("_", "-") for dest in vars(args)}
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        option = _FLAG_OF.get(name, "--" + name.replace("_", "-"))
+        if option not in flags:
+            return match.group(0)
+        if value in ("True", "False"):
+            return option if (value == "True") != (name in _INVERTED) else f"no {option}"
+        return option if value is None else f"{option} {value}"
+
+    return re.sub(r"`(\w+)(?:=([^`]*))?`", flag, message)
 
 
 def _read_h5ad(path: str, what: str):
@@ -94,7 +129,37 @@ def _print_table(summary: pd.DataFrame) -> None:
     shown = summary.copy()
     shown[recall_cols] = shown[recall_cols] * 100
     print("\nKnown-relationship recall (%, two-sided 5 %) and interpretability preservation (0-100):")
-    print(shown.round(2).to_string())
+    print(shown.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _quickstart_figure(summary: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
+    """Recall per database beside the interpretability score, one legend for both."""
+    import matplotlib.pyplot as plt
+
+    import scsemiclip as ssc
+    from scsemiclip.tl import RANDOM_LEVELS, RECALL_THRESHOLD
+
+    fig, (ax_recall, ax_interp) = plt.subplots(1, 2, figsize=(12, 4.8), width_ratios=(3.2, 1), layout="constrained")
+    ssc.pl.recall(tables, ax=ax_recall, threshold=RECALL_THRESHOLD)
+    ax_recall.set_title("Known-relationship recall, out-of-distribution knockout screen", fontsize=11)
+    interpretability = pd.DataFrame(
+        {
+            "representation": summary.index,
+            "metric": "interpretability",
+            "value": summary["interpretability"].to_numpy(),
+            "unit": "score (0-100)",
+        }
+    )
+    ssc.pl.evaluation_summary(interpretability, metrics="interpretability", ax=ax_interp)
+    ax_interp.set_title("Interpretability preservation", fontsize=11)
+    legend = ax_recall.get_legend()
+    handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+    level = f"random level ({100 * RANDOM_LEVELS['recall']:g} % recall, {RANDOM_LEVELS['interpretability']:g} interpretability)"
+    labels = [level if label.startswith("random level") else label for label in labels]
+    for ax in (ax_recall, ax_interp):
+        ax.get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=10, frameon=False)
+    return fig
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
@@ -102,7 +167,6 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     import scsemiclip as ssc
 
@@ -136,11 +200,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
         rng=args.seed,
     )
     _print_table(summary)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ssc.pl.recall(tables, ax=ax)
-    ax.set_title("Out-of-distribution knockout screen")
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
+    _quickstart_figure(summary, tables).savefig(args.out, dpi=150)
     print(f"\nWrote {args.out} ({time.perf_counter() - start:.0f} s in all).")
 
 
@@ -190,6 +250,33 @@ def cmd_apply(args: argparse.Namespace) -> None:
     print(f"Wrote {args.out} with obsm[{args.key_added!r}].")
 
 
+def _print_evaluation(table: pd.DataFrame) -> None:
+    """The table of ``tl.evaluate_map`` as a reader wants it: fractions in %, the mean statistics, the caveats."""
+    reps = list(dict.fromkeys(table["representation"]))
+    first = table.drop_duplicates("metric").set_index("metric")
+    names = {
+        m: f"{m} ({'%' if row['unit'] == 'fraction' else '0-100'}){'' if row['fair_across_spaces'] else ' *'}"
+        for m, row in first.iterrows()
+    }
+    shown = table.assign(value=table["value"].where(table["unit"] != "fraction", 100 * table["value"]))
+    print("\nEvaluation of the map (recall: % of known pairs retrieved; activity, consistency, magnitude: % of")
+    print("perturbations or labels significant; interpretability: score 0-100):")
+    wide = shown.pivot(index="metric", columns="representation", values="value").reindex(
+        index=list(names), columns=reps
+    )
+    print(wide.rename(index=names).round(2).to_string(float_format=lambda v: f"{v:.2f}"))
+    means = table[table["mean_statistic"].notna()]
+    if len(means):
+        print("\nMean statistic over the scored perturbations (labels): mAP for phenotypic activity and consistency,")
+        print("replicate cosine for perturbation consistency, energy distance for perturbation magnitude:")
+        wide = means.pivot(index="metric", columns="representation", values="mean_statistic")
+        order = [m for m in names if m in wide.index]
+        print(wide.reindex(index=order, columns=reps).round(3).to_string(float_format=lambda v: f"{v:.3f}"))
+    unfair = [m for m in names if not first.loc[m, "fair_across_spaces"]]
+    if unfair:
+        print(f"\n* {first.loc[unfair[0], 'note']}.")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate embeddings of one .h5ad with every metric (``tl.evaluate_map``); print the table, optionally plot it."""
     import scsemiclip as ssc
@@ -205,24 +292,30 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         output_tvn=not args.no_tvn,
         annotations=args.annotations,
         null_size=args.null_size,
-        interpretability=args.interpretability,
+        null=args.null,
+        calibration=not args.no_calibration,
+        interpretability=args.interpretability or "interpretability" in (args.metrics or ()),
         protocol=args.protocol,
         rng=args.seed,
     )
     result = adata.uns["evaluate_map"]
-    print("\nEvaluation of the map (value; fractions for the significance metrics, 0-100 for interpretability):")
-    print(
-        table.pivot(index="metric", columns="representation", values="value")
-        .reindex(index=list(dict.fromkeys(table["metric"])), columns=list(dict.fromkeys(table["representation"])))
-        .round(4)
-        .to_string()
-    )
+    _print_evaluation(table[~table["metric"].str.endswith("_calibration")])
     if "recall" in result["params"]["metrics"]:
         recall = pd.DataFrame({label: d["recall"]["recall"] for label, d in result["details"].items()}).T
         print("\nKnown-relationship recall per database (%, two-sided):")
         print((recall * 100).round(2).to_string())
+    checks = {label: d["calibration"] for label, d in result["details"].items() if "calibration" in d}
+    if checks:
+        fdr = result["params"]["fdr"]
+        print(
+            f"\nCalibration check: share of pseudo-perturbations made of controls at p < {fdr} (nominal {fdr}; "
+            "above its bound, the metric's p-values are not calibrated on these data):"
+        )
+        rates = pd.DataFrame({label: c["false_positive_rate"] for label, c in checks.items()})
+        rates["bound"] = next(iter(checks.values()))["upper_bound"]
+        print(rates.round(3).to_string())
     for family, reason in result["skipped"].items():
-        print(f"skipped {family}: {reason}")
+        print(f"skipped {family}: {_in_flags(reason, args)}")
     if args.plot:
         import matplotlib
 
@@ -275,7 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="Lightning accelerator (default: auto)")
     q.add_argument("--student-rep", default="X_emb", help=argparse.SUPPRESS)
     q.add_argument("--teacher-rep", default="X_phenom", help=argparse.SUPPRESS)
-    q.add_argument("--out", default=QUICKSTART_PNG, help=f"recall plot (default: {QUICKSTART_PNG})")
+    q.add_argument(
+        "--out",
+        "--figure",
+        default=QUICKSTART_PNG,
+        metavar="PATH",
+        help=f"figure of recall and interpretability (default: {QUICKSTART_PNG} in the working folder)",
+    )
     q.set_defaults(func=cmd_quickstart)
 
     f = sub.add_parser("fit", help="train on a student and a teacher .h5ad", description=cmd_fit.__doc__)
@@ -329,6 +428,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--null-size", type=int, default=10000, help="random rankings of each mAP null (default: 10000)")
     e.add_argument(
+        "--null",
+        choices=("permutation", "efaar"),
+        default="permutation",
+        help="perturbation-signal null: permutation (cross-fitted correction, calibrated) or efaar (efaar's and "
+        "copairs' numbers, not calibrated on small screens; default: permutation)",
+    )
+    e.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the calibration check on pseudo-perturbations made of controls (run by default)",
+    )
+    e.add_argument(
         "--interpretability", action="store_true", help="also score interpretability preservation (trains a decoder)"
     )
     e.add_argument(
@@ -359,10 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (CLIError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"scsemiclip {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+        print(f"scsemiclip {args.command}: error: {_in_flags(' '.join(str(message).split()), args)}", file=sys.stderr)
         return 2
     except (DataError, ValueError, OSError) as err:
-        print(f"scsemiclip {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"scsemiclip {args.command}: error: {_in_flags(' '.join(str(err).split()), args)}", file=sys.stderr)
         return 1
     return 0
 

@@ -17,8 +17,10 @@ The result does not depend on the column's dtype (object, category, string, int 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,6 +70,26 @@ def canonical_value(value: object) -> str:
     return str(value)
 
 
+def is_missing(value: object) -> bool:
+    """Whether one value is missing: ``None``, NaN (Python or numpy float), ``pd.NA`` or ``pd.NaT``.
+
+    Parameters
+    ----------
+    value
+        Any value.
+
+    Returns
+    -------
+    ``True`` for a missing value.
+    """
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float | np.floating) and math.isnan(value))
+    )
+
+
 def canonical_keys(column: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canonical text of every value of a key column, and the mask of its missing values.
 
@@ -93,3 +115,37 @@ def canonical_keys(column: pd.Series | pd.Index | np.ndarray) -> tuple[np.ndarra
         ), missing
     canon = np.array([*(canonical_value(u) for u in uniques), ""], dtype=object)
     return canon[codes], missing
+
+
+#: Separator of the columns of a joint key.
+SEP = "\x1f"
+
+
+def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical joint key of every row and a mask of rows with a missing value in any of ``columns``.
+
+    Parameters
+    ----------
+    obs
+        The ``obs`` table.
+    columns
+        Key columns (checked to exist; the error names ``what`` and the column).
+    what
+        Name of the table's owner in messages (``"adata"``, ``"teacher"``).
+
+    Returns
+    -------
+    Object array of key strings (columns joined by :data:`SEP`) and a boolean mask of missing keys.
+    """
+    missing = np.zeros(len(obs), dtype=bool)
+    texts = []
+    for col in columns:
+        if col not in obs.columns:
+            raise KeyError(
+                f"{what}.obs has no column {col!r} (a pairing key, `pair_keys={tuple(columns)!r}`); "
+                f"columns: {', '.join(map(repr, obs.columns))}."
+            )
+        canon, absent = canonical_keys(obs[col])
+        missing |= absent
+        texts.append(canon)
+    return functools.reduce(lambda a, b: a + SEP + b, texts), missing

@@ -5,7 +5,9 @@ Importing this module is cheap (standard library only): it is loaded by ``import
 
 from __future__ import annotations
 
+import difflib
 import logging
+import numbers
 import os
 from pathlib import Path
 
@@ -41,13 +43,25 @@ class ScsemiclipConfig:
         the user cache directory (``pooch.os_cache("scsemiclip")``). Setting it overrides both.
     progress_bar
         Show a training progress bar (one live bar in a terminal or notebook, a line every few seconds in a log
-        file); ``False`` switches it off. An explicit ``enable_progress_bar=`` of a training call wins.
+        file) and the progress lines of :func:`~scsemiclip.tl.evaluate_map` (one per representation and metric,
+        on stderr unless the ``"scsemiclip"`` logger shows info); ``False`` switches them off. An explicit
+        ``enable_progress_bar=`` of a training call wins.
     """
 
     def __init__(self) -> None:
         self._n_jobs: int | None = None
         self._datasetdir: Path | None = None
         self._progress_bar = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Set a setting; an unknown name (a typo such as ``njobs``) is an error, not a new attribute."""
+        if not name.startswith("_") and not isinstance(getattr(type(self), name, None), property):
+            raise AttributeError(_unknown_setting(name))
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> object:
+        """Called for names that are not settings: an error naming the close matches."""
+        raise AttributeError(name if name.startswith("_") else _unknown_setting(name))
 
     # ------------------------------------------------------------------------------------------------- verbosity
     @property
@@ -60,8 +74,8 @@ class ScsemiclipConfig:
     def verbosity(self, value: str | int) -> None:
         if isinstance(value, str) and value.lower() in _VERBOSITY:
             level = _VERBOSITY[value.lower()]
-        elif isinstance(value, int) and not isinstance(value, bool) and value in _VERBOSITY.values():
-            level = value
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in _VERBOSITY.values():
+            level = int(value)
         else:
             raise ValueError(f"`verbosity` must be one of {list(_VERBOSITY)} (or a logging level), got {value!r}.")
         logging.getLogger("scsemiclip").setLevel(level)
@@ -79,9 +93,9 @@ class ScsemiclipConfig:
 
     @n_jobs.setter
     def n_jobs(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"`n_jobs` must be a positive integer or None (all cores), got {value!r}.")
-        self._n_jobs = value
+        from scsemiclip._validate import check_int  # numpy: not at import time
+
+        self._n_jobs = check_int(value, name="n_jobs", minimum=1, none_ok=True)
 
     # ------------------------------------------------------------------------------------------------- datasetdir
     @property
@@ -110,9 +124,9 @@ class ScsemiclipConfig:
 
     @progress_bar.setter
     def progress_bar(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError(f"`progress_bar` must be True or False, got {value!r}.")
-        self._progress_bar = value
+        from scsemiclip._validate import check_flag  # numpy: not at import time
+
+        self._progress_bar = check_flag(value, name="progress_bar")
 
     def __repr__(self) -> str:
         """The settings as configured (``None``: the default, resolved when used)."""
@@ -123,6 +137,14 @@ class ScsemiclipConfig:
             "progress_bar": self._progress_bar,
         }
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+
+def _unknown_setting(name: str) -> str:
+    """The message for a name that is not a setting, with the close matches."""
+    known = [k for k, v in vars(ScsemiclipConfig).items() if isinstance(v, property)]
+    close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    return f"scsemiclip.settings has no setting {name!r}{hint}; the settings are {known}."
 
 
 #: The settings of this process.

@@ -8,6 +8,7 @@ names from here.
 
 from ._affine import (
     BASES,
+    EIGENVALUE_FLOOR,
     STEPS,
     TRANSFORM_STEPS,
     AffineMaps,
@@ -48,6 +49,7 @@ from ._ranking import (
 __all__ = [
     "ACCELERATORS",
     "BASES",
+    "EIGENVALUE_FLOOR",
     "METHODS",
     "STEPS",
     "TRANSFORM_STEPS",

@@ -1,13 +1,13 @@
 """Affine maps ``x -> x @ W + b`` fitted on controls: the one core behind every batch correction and PEA.
 
-Centering, standardization and TVN (SPEC §2) are all affine maps of an embedding. This module fits them in
+Centering, standardization and TVN (docs/method.md) are all affine maps of an embedding. This module fits them in
 torch, batched over ``K`` maps at once, on CPU or GPU, from a matrix of control embeddings and a ``(K, n)``
 matrix of control weights (0/1 masks select per-batch controls or random control subsets). Which steps a
 map contains is a ``(K, 5)`` boolean matrix over :data:`STEPS`, so one call fits a whole bank of random PEA
 transforms (random transform type, random step dropout, random control subsets) as well as the
 deterministic corrections of :mod:`scsemiclip.pp`.
 
-``x @ W + b`` is the same map as SPEC's ``(x - m) @ W`` with ``b = -m @ W``; the ``(W, b)`` form is kept
+``x @ W + b`` is the same map as the method page's ``(x - m) @ W`` with ``b = -m @ W``; the ``(W, b)`` form is kept
 because it composes and applies with one ``baddbmm`` and needs no inverse.
 """
 
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
+from scsemiclip._validate import check_real
+
 #: The steps an affine correction is made of, in the order they are applied.
 STEPS: tuple[str, ...] = ("center", "scale", "rotate", "whiten", "coral")
 
-#: The steps of each correction of SPEC §2 / §3.
+#: The steps of each correction of docs/method.md ("Batch corrections", "PEA").
 TRANSFORM_STEPS: dict[str, tuple[str, ...]] = {
     "center": ("center",),
     "standardize": ("center", "scale"),
@@ -29,6 +31,10 @@ TRANSFORM_STEPS: dict[str, tuple[str, ...]] = {
 }
 
 BASES = ("pca", "zca")
+#: Default floor of the control eigenvalues, relative to the largest, of the whitening that feeds the adapter (PEA's
+#: TVN maps, the input TVN, the teacher's TVN): no axis is scaled up by more than ``1 / sqrt(floor)`` times the
+#: largest. ``pp.tvn`` keeps 0 (efaar's full whitening).
+EIGENVALUE_FLOOR = 1e-3
 #: Bytes of covariance matrices :func:`fit_coral` decomposes at once (its peak memory beyond its output).
 _CHUNK_BYTES = 2**26
 
@@ -157,6 +163,7 @@ def fit_whitening(
     steps: torch.Tensor,
     *,
     basis: str = "zca",
+    eigenvalue_floor: float = 0.0,
 ) -> AffineMaps:
     """Fit the center / scale / rotate / whiten part of ``K`` corrections on weighted controls.
 
@@ -172,17 +179,24 @@ def fit_whitening(
     basis
         ``"pca"`` leaves rotated maps in the principal-component basis of their controls (efaar's TVN);
         ``"zca"`` rotates back so the output keeps the input's coordinates (the paper's ``W D^-1/2 W^T``).
+    eigenvalue_floor
+        Robust whitening: the control variance along each whitening axis is raised to at least
+        ``eigenvalue_floor`` times the largest one of its map before it is divided out, so no axis is scaled up
+        by more than ``1 / sqrt(eigenvalue_floor)`` times the largest axis (near-collapsed control directions, as
+        in an scVI latent, are not blown up to unit variance). ``0`` (default) whitens
+        every axis fully, as ``efaar_benchmarking`` does; it must be in ``[0, 1)``.
 
     Returns
     -------
     The ``K`` maps ``x -> ((x - mean) / std) @ P @ diag(1 / s) [@ P.T]`` where each factor is the identity
     when its step is off: ``mean``/``std`` the weighted control moments, ``P`` the control PCA eigenvectors
     (sorted by decreasing variance, scikit-learn's sign convention) and ``s`` the control standard deviation
-    along the axes of ``P``. A zero standard deviation counts as 1; the dimension is always kept, also when
-    there are fewer controls than dimensions.
+    along the axes of ``P`` (floored at ``sqrt(eigenvalue_floor)`` times the largest). A zero standard deviation
+    counts as 1; the dimension is always kept, also when there are fewer controls than dimensions.
     """
     if basis not in BASES:
         raise ValueError(f"`basis` must be one of {BASES}, got {basis!r}.")
+    check_real(eigenvalue_floor, name="eigenvalue_floor", low=0, high=1, high_open=True)
     k, d = weights.shape[0], controls.shape[1]
     dtype, device = controls.dtype, controls.device
     weights = weights.to(dtype)
@@ -208,6 +222,8 @@ def fit_whitening(
     # input coordinates; the output stays in the rotated basis only for basis="pca".
     axes = torch.where((rotate | (whiten & (basis == "zca")))[:, None, None], rot, eye)
     axis_var = ((cov @ axes) * axes).sum(-2).clamp_min(0)
+    if eigenvalue_floor > 0:
+        axis_var = torch.maximum(axis_var, eigenvalue_floor * axis_var.amax(-1, keepdim=True))
     inv_s = torch.where(whiten[:, None], 1.0 / _safe_scale(axis_var, rank_tol=True), torch.ones_like(axis_var))
     linear = axes * inv_s[:, None, :]
     if basis == "zca":
@@ -252,13 +268,14 @@ def fit_corrections(
     *,
     basis: str = "zca",
     coral_reg: float = 0.5,
+    eigenvalue_floor: float = 0.0,
 ) -> AffineMaps:
     """Fit ``K`` complete corrections (whitening part then CORAL), each on its own weighted controls.
 
     This is the per-batch form used by PEA: every step of map ``k`` is fitted on the controls selected by
     ``weights[k]``. See :func:`fit_whitening` for the arguments.
     """
-    maps = fit_whitening(controls, weights, steps, basis=basis)
+    maps = fit_whitening(controls, weights, steps, basis=basis, eigenvalue_floor=eigenvalue_floor)
     coral = steps[:, STEPS.index("coral")]
     if not bool(coral.any()):
         return maps

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._affine import _CHUNK_BYTES, AffineMaps, fit_coral, fit_whitening, step_mask
+from ._affine import _CHUNK_BYTES, EIGENVALUE_FLOOR, AffineMaps, fit_coral, fit_whitening, step_mask
 
 _DTYPE = torch.float64
 
@@ -106,6 +106,7 @@ def correction_maps(
     coral: bool = True,
     coral_reg: float = 0.5,
     basis: str = "pca",
+    eigenvalue_floor: float = 0.0,
 ) -> AffineMaps:
     """Fit one affine correction per batch on an embedding matrix.
 
@@ -129,6 +130,8 @@ def correction_maps(
         Ridge added to each batch's control covariance before the inverse square root.
     basis
         ``"pca"`` (efaar's output basis) or ``"zca"`` (input basis).
+    eigenvalue_floor
+        Robust whitening (see :func:`~scsemiclip._core.fit_whitening`); 0 (default) is efaar's full whitening.
 
     Returns
     -------
@@ -144,17 +147,18 @@ def correction_maps(
         return fit_whitening(ctrl, member, steps, basis=basis)
     if method != "tvn":
         raise ValueError(f"Unknown correction {method!r}; choose one of {METHODS}.")
-    pooled = _pooled_whitening(ctrl, basis=basis)
+    pooled = _pooled_whitening(ctrl, basis=basis, eigenvalue_floor=eigenvalue_floor)
     n_b = len(labels)
     if not coral or batch_key is None:
         return AffineMaps(pooled.weight.expand(n_b, -1, -1), pooled.bias.expand(n_b, -1))
     return _then_coral(pooled, pooled.apply(ctrl), member, reg=coral_reg)
 
 
-def _pooled_whitening(ctrl: torch.Tensor, *, basis: str) -> AffineMaps:
+def _pooled_whitening(ctrl: torch.Tensor, *, basis: str, eigenvalue_floor: float) -> AffineMaps:
     """TVN's first steps (center, scale, rotate, whiten) fitted on all controls: one map."""
     ones = torch.ones((1, ctrl.shape[0]), dtype=_DTYPE, device=ctrl.device)
-    return fit_whitening(ctrl, ones, step_mask(("tvn",), device=ctrl.device), basis=basis)
+    steps = step_mask(("tvn",), device=ctrl.device)
+    return fit_whitening(ctrl, ones, steps, basis=basis, eigenvalue_floor=eigenvalue_floor)
 
 
 def _then_coral(pooled: AffineMaps, z: torch.Tensor, member: torch.Tensor, *, reg: float) -> AffineMaps:
@@ -212,6 +216,7 @@ def zca_tvn_rows(
     rows: np.ndarray,
     batch_key: str | None,
     coral_reg: float,
+    eigenvalue_floor: float = EIGENVALUE_FLOOR,
     dtype: np.dtype | type = np.float32,
 ) -> np.ndarray:
     """``rows`` of ``x`` corrected by :func:`zca_tvn_maps`, fitted and applied a group of batches at a time.
@@ -222,7 +227,7 @@ def zca_tvn_rows(
     """
     xt = torch.as_tensor(x)
     ctrl = xt[torch.as_tensor(is_control, device=xt.device)].to(_DTYPE)
-    pooled = _pooled_whitening(ctrl, basis="zca")
+    pooled = _pooled_whitening(ctrl, basis="zca", eigenvalue_floor=eigenvalue_floor)
     rows, codes = np.asarray(rows), np.asarray(codes)
     if batch_key is None:
         return apply_maps(x, pooled, np.zeros_like(codes), rows=rows, dtype=dtype)
@@ -251,11 +256,24 @@ def zca_tvn_maps(
     *,
     batch_key: str | None,
     coral_reg: float,
+    eigenvalue_floor: float = EIGENVALUE_FLOOR,
 ) -> AffineMaps:
     """Basis-preserving TVN with per-batch CORAL fitted on the data's own controls (the model's input / teacher form).
 
-    The maps (one per batch, float64) are applied with :func:`apply_maps`, e.g. in chunks or to some rows only.
+    The whitening is robust: the pooled control eigenvalues are floored at ``eigenvalue_floor`` times the largest
+    (see :func:`~scsemiclip._core.fit_whitening`; 0 whitens fully, as efaar does); CORAL's ridge ``coral_reg`` bounds
+    its own gain by ``1 / sqrt(coral_reg)``. The maps (one per batch, float64) are applied with :func:`apply_maps`,
+    e.g. in chunks or to some rows only.
     """
     return correction_maps(
-        x, is_control, codes, labels, method="tvn", batch_key=batch_key, coral=True, coral_reg=coral_reg, basis="zca"
+        x,
+        is_control,
+        codes,
+        labels,
+        method="tvn",
+        batch_key=batch_key,
+        coral=True,
+        coral_reg=coral_reg,
+        basis="zca",
+        eigenvalue_floor=eigenvalue_floor,
     )

@@ -1,4 +1,4 @@
-"""The PEA bank (SPEC §3): random batch corrections fitted on random control subsets, in torch on any device."""
+"""The PEA bank (docs/method.md): random batch corrections fitted on random control subsets, in torch on any device."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import torch
 
 from scsemiclip._validate import check_choices, check_real
 
-from ._affine import TRANSFORM_STEPS, AffineMaps, fit_corrections, sample_control_weights, sample_steps
+from ._affine import (
+    EIGENVALUE_FLOOR,
+    TRANSFORM_STEPS,
+    AffineMaps,
+    fit_corrections,
+    sample_control_weights,
+    sample_steps,
+)
 
 
 @dataclass
@@ -63,6 +70,7 @@ def sample_pea_bank(
     p_drop: float = 0.5,
     min_control_fraction: float = 0.25,
     coral_reg: float = 0.5,
+    eigenvalue_floor: float = EIGENVALUE_FLOOR,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
 ) -> PEABank:
@@ -71,7 +79,7 @@ def sample_pea_bank(
     For each of the ``bank_size`` maps of a batch: a transform drawn uniformly from ``transforms``; each of its
     steps dropped independently with probability ``p_drop`` (at least one kept); fitted on a random subset of
     the batch's controls of size uniform in ``[max(2, ceil(min_control_fraction * n_b)), n_b]``. TVN maps are
-    basis-preserving (``"zca"``, SPEC §2) and include CORAL on the same controls.
+    basis-preserving (``"zca"``, docs/method.md) and include CORAL on the same controls.
 
     Parameters
     ----------
@@ -87,6 +95,9 @@ def sample_pea_bank(
         Smallest fraction of a batch's controls a map is fitted on (1 disables control sampling).
     coral_reg
         CORAL ridge.
+    eigenvalue_floor
+        Robust whitening of the TVN maps (see :func:`~scsemiclip._core.fit_whitening`): no control direction is
+        scaled up by more than ``1 / sqrt(eigenvalue_floor)`` times the largest; 0 whitens fully.
     generator
         Torch generator on the controls' device.
     dtype
@@ -106,7 +117,7 @@ def sample_pea_bank(
         w = sample_control_weights(
             ctrl.shape[0], bank_size, min_fraction=min_control_fraction, generator=generator, device=device
         )
-        fitted = fit_corrections(ctrl, w, st, basis="zca", coral_reg=coral_reg)
+        fitted = fit_corrections(ctrl, w, st, basis="zca", coral_reg=coral_reg, eigenvalue_floor=eigenvalue_floor)
         maps.append(fitted if dtype is None else fitted.to(dtype=dtype))
         tids.append(tid)
         steps.append(st)

@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from scsemiclip._keys import is_missing
+
 from ._registry import fetch
 from ._relationships import corum_clusters
 
@@ -24,8 +26,8 @@ def gene_sets(name: str | os.PathLike | Mapping[str, Sequence[str]] = "reactome"
     ----------
     name
         ``"reactome"``, ``"corum"`` (case-insensitive), the path of a GMT file (one set per line: name, a
-        description, then the genes, tab-separated), or a mapping from set name to genes (returned as a
-        validated copy).
+        description, then the genes, tab-separated; UTF-8 text), or a mapping from set name to genes (returned
+        as a validated copy; missing genes, ``None`` or NaN, are dropped).
 
     Returns
     -------
@@ -64,18 +66,27 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
     -------
     A dict from set name to genes (see :func:`gene_sets`).
     """
+    raw = Path(path).read_bytes()
+    if b"\0" in raw:
+        raise ValueError(f"{os.fspath(path)!r} is a binary file, not a GMT file (tab-separated text).")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{os.fspath(path)!r} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}); GMT files are read as "
+            "UTF-8: convert it (e.g. `iconv -f latin1 -t utf-8`) or pass the gene sets as a mapping."
+        ) from None
     sets: dict[str, list[str]] = {}
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if not fields[0].strip():
-                continue
-            if len(fields) < 2:
-                raise ValueError(
-                    f"{os.fspath(path)!r} line {lineno} is not GMT: expected name, description and genes separated "
-                    "by tabs."
-                )
-            sets.setdefault(fields[0], []).extend(g.strip() for g in fields[2:])
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("\t")
+        if not fields[0].strip():
+            continue
+        if len(fields) < 2:
+            raise ValueError(
+                f"{os.fspath(path)!r} line {lineno} is not GMT: expected name, description and genes separated by tabs."
+            )
+        sets.setdefault(fields[0], []).extend(g.strip() for g in fields[2:])
     return _from_mapping(sets)
 
 
@@ -87,8 +98,10 @@ def _from_mapping(sets: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
                 f"Gene set {key!r} must be a list of gene symbols, got {type(genes).__name__}; "
                 "pass a mapping of set name -> list of genes."
             )
-        genes = sorted(map(str, genes)) if isinstance(genes, set | frozenset) else map(str, genes)
-        members = list(dict.fromkeys(g for g in genes if g))
+        present = [str(g) for g in genes if not is_missing(g)]  # None / NaN (a padded table's gaps): no gene
+        if isinstance(genes, set | frozenset):
+            present.sort()
+        members = list(dict.fromkeys(g for g in present if g))
         if members:
             out[str(key)] = members
     if not out:

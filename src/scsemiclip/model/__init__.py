@@ -2,6 +2,7 @@
 
 from scsemiclip.train import TrainingDivergedError
 
+from ._recipes import RECIPES, recipe_of
 from ._semiclipped import SemiClipped
 
-__all__ = ["SemiClipped", "TrainingDivergedError"]
+__all__ = ["RECIPES", "SemiClipped", "TrainingDivergedError", "recipe_of"]

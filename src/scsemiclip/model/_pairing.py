@@ -1,4 +1,4 @@
-"""Weak pairing of student and teacher samples through shared metadata keys (SPEC §1).
+"""Weak pairing of student and teacher samples through shared metadata keys (docs/method.md).
 
 Keys are compared as canonical texts of their values (:func:`scsemiclip._keys.canonical_keys`, value by value),
 so the two sides may store them with different dtypes: integers of any size compare exactly (``1``, ``1.0``,
@@ -9,47 +9,13 @@ anything else as ``str(value)``. Missing values are allowed only in control rows
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from scsemiclip._keys import canonical_keys
-
-#: Separator of the columns of a joint key.
-SEP = "\x1f"
-
-
-def pair_key_strings(obs: pd.DataFrame, columns: Sequence[str], *, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical joint key of every row and a mask of rows with a missing value in any of ``columns``.
-
-    Parameters
-    ----------
-    obs
-        The ``obs`` table.
-    columns
-        Key columns (checked to exist; the error names ``what`` and the column).
-    what
-        Name of the table's owner in messages (``"adata"``, ``"teacher"``).
-
-    Returns
-    -------
-    Object array of key strings (columns joined by :data:`SEP`) and a boolean mask of missing keys.
-    """
-    missing = np.zeros(len(obs), dtype=bool)
-    texts = []
-    for col in columns:
-        if col not in obs.columns:
-            raise KeyError(
-                f"{what}.obs has no column {col!r} (a pairing key, `pair_keys={tuple(columns)!r}`); "
-                f"columns: {', '.join(map(repr, obs.columns))}."
-            )
-        canon, absent = canonical_keys(obs[col])
-        missing |= absent
-        texts.append(canon)
-    return functools.reduce(lambda a, b: a + SEP + b, texts), missing
+from scsemiclip._keys import SEP, pair_key_strings
 
 
 def display_key(key: str) -> str:

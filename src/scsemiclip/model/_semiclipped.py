@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-import pickle
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from scvi.train import TrainRunner
 
 from scsemiclip._core import (
     ACCELERATORS,
+    EIGENVALUE_FLOOR,
     TRANSFORM_STEPS,
     AffineMaps,
     apply_maps,
@@ -34,13 +33,18 @@ from scsemiclip._core import (
 from scsemiclip._settings import settings
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed, version_info
 from scsemiclip._validate import check_choice, check_choices, check_flag, check_int, check_key, check_real
-from scsemiclip.module import Augmentation, ScVIDenoise, SemiClippedModule, build_augmentations
+from scsemiclip.module import Augmentation, ScVIDenoise, SemiClippedModule
 from scsemiclip.train import (
     DeviceDataSplitter,
     EpochProgressBar,
+    HeldOutValidation,
     SemiClippedTrainingPlan,
+    ddp_without_buffer_broadcast,
     quiet_lightning,
+    shared_float32,
+    split_keys,
     torch_threads,
+    warn_if_near_chance,
 )
 
 from ._fields import (
@@ -53,23 +57,17 @@ from ._fields import (
     validate_batch,
     validate_control,
 )
+from ._io import FORMAT_VERSION, MODEL_FILE, model_file, read_model_file
 from ._pairing import Pairing, weak_pairs
+from ._recipes import resolve_augmentations, resolve_recipe
 
 if TYPE_CHECKING:
     from lightning.pytorch.strategies import Strategy
 
 logger = logging.getLogger("scsemiclip")
 
-#: File written by :meth:`SemiClipped.save`.
-MODEL_FILE = "model.pt"
-#: Format of the model file written by :meth:`SemiClipped.save` (files without the field are format 1).
-FORMAT_VERSION = 1
-#: Entries every model file has.
-_SAVED_KEYS = ("state_dict", "init_params", "setup_args", "n_input", "pair_counts")
 #: Key of the set-up arguments in scvi-tools' registry (``AnnDataManager.registry``, see ``view_registry``).
 SETUP_ARGS = "setup_args"
-#: Start methods of Lightning's DDP strategy names.
-_DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
 
 
 @contextmanager
@@ -79,28 +77,6 @@ def _about(what: str) -> Iterator[None]:
         yield
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from err
-
-
-def shared_float32(x: np.ndarray) -> torch.Tensor:
-    """``x`` as a float32 CPU tensor, sharing its memory when it is float32 already (it is only read, never written).
-
-    A read-only array (e.g. a memory-mapped file) is shared too: torch's warning about non-writable arrays is
-    silenced because nothing writes into the tensor.
-    """
-    if x.dtype != np.float32:
-        return torch.from_numpy(x.astype(np.float32))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
-        return torch.from_numpy(x)
-
-
-def _ddp_without_buffer_broadcast(strategy: str | Strategy) -> str | Strategy:
-    """Lightning's DDP strategy names as ``DDPStrategy(broadcast_buffers=False)`` (the frozen teacher is a buffer)."""
-    if isinstance(strategy, str) and strategy in _DDP_START_METHODS:
-        from lightning.pytorch.strategies import DDPStrategy
-
-        return DDPStrategy(broadcast_buffers=False, start_method=_DDP_START_METHODS[strategy])
-    return strategy
 
 
 class SemiClipped(BaseModelClass):
@@ -157,13 +133,19 @@ class SemiClipped(BaseModelClass):
         ``mask_same_key`` (mask in-batch negatives sharing the positive's pairing key),
         ``gather_negatives`` (DDP: negatives from every rank's minibatch); for ``"clip"`` also
         ``teacher_hidden_dims``.
+    recipe
+        A named set of ``pea`` / ``inference_tvn`` / ``pea_transforms``: ``"base"`` (no PEA, raw inputs),
+        ``"inference_tvn"`` (no PEA, TVN-corrected inputs), ``"pea"`` (the paper's recipe, the defaults) or
+        ``"pea_no_whitening"`` (PEA with centering and standardization only, raw inputs); a flag given as well
+        must agree (else an error). ``None``: the flags. :func:`scsemiclip.tl.fit_semiclipped` also chooses one
+        (``"auto"``).
     pea
-        PEA during training (needs the student's controls, at least 2 per batch).
+        PEA during training (needs the student's controls, at least 2 per batch); ``None``: the recipe's, else True.
     inference_tvn
         Correct the adapter's input with TVN on the data's own controls (and train on the corrected student when
-        ``pea=False``); ``None``: whenever the student has controls.
+        ``pea=False``); ``None``: the recipe's, else whenever the student has controls.
     pea_transforms
-        Corrections PEA draws from.
+        Corrections PEA draws from; ``None``: the recipe's, else all three.
     p_drop
         PEA step dropout probability (0: no step dropout).
     min_control_fraction
@@ -172,6 +154,10 @@ class SemiClipped(BaseModelClass):
         PEA corrections fitted per batch at every epoch; each sample draws one of its batch at every step.
     coral_reg
         Ridge of the CORAL steps.
+    eigenvalue_floor
+        Robust whitening of the TVN corrections that feed the adapter (teacher and input TVN, PEA's TVN maps): no
+        control direction is scaled up by more than ``1 / sqrt(eigenvalue_floor)`` times the best-conditioned one
+        (docs/method.md); 0 whitens fully (the earlier fit, bit for bit).
     augmentations
         Training-time augmentations of the student minibatch, applied in order: names of
         :data:`scsemiclip.module.AUGMENTATIONS` (``"mwo"``, ``"scvi_denoise"``, ``"mdwgan_gp"``, ``"scgft"``),
@@ -219,13 +205,15 @@ class SemiClipped(BaseModelClass):
         hidden_dims: Sequence[int] = (512, 1024),
         temperature: float = 0.1,
         objective_kwargs: dict | None = None,
-        pea: bool = True,
+        recipe: str | None = None,
+        pea: bool | None = None,
         inference_tvn: bool | None = None,
-        pea_transforms: Sequence[str] = ("center", "standardize", "tvn"),
+        pea_transforms: Sequence[str] | None = None,
         p_drop: float = 0.5,
         min_control_fraction: float = 0.25,
         pea_bank_size: int = 16,
         coral_reg: float = 0.5,
+        eigenvalue_floor: float = EIGENVALUE_FLOOR,
         augmentations: Sequence[str | Augmentation] | None = None,
         augmentation_kwargs: dict[str, dict] | None = None,
         rng: RNGLike = 0,
@@ -235,9 +223,14 @@ class SemiClipped(BaseModelClass):
         check_key(teacher_rep, name="teacher_rep")
         check_key(teacher_batch_key, name="teacher_batch_key", none_ok=True)
         check_key(teacher_control_key, name="teacher_control_key", none_ok=True)
-        for flag, value in (("teacher_tvn", teacher_tvn), ("pea", pea)):
-            check_flag(value, name=flag)
-        check_flag(inference_tvn, name="inference_tvn", none_ok=True)
+        check_flag(teacher_tvn, name="teacher_tvn")
+        for flag, value in (("pea", pea), ("inference_tvn", inference_tvn)):
+            check_flag(value, name=flag, none_ok=True)
+        if pea_transforms is not None:
+            check_choices(pea_transforms, name="pea_transforms", choices=TRANSFORM_STEPS)
+        pea, inference_tvn, pea_transforms = resolve_recipe(
+            recipe, pea=pea, inference_tvn=inference_tvn, pea_transforms=pea_transforms
+        )
         check_key(objective, name="objective")
         if isinstance(hidden_dims, str) or not isinstance(hidden_dims, Sequence | np.ndarray):
             raise TypeError(f"`hidden_dims` must be a sequence of layer sizes, got {hidden_dims!r}.")
@@ -246,21 +239,22 @@ class SemiClipped(BaseModelClass):
         check_real(temperature, name="temperature", low=0, low_open=True)
         if objective_kwargs is not None and not isinstance(objective_kwargs, dict):
             raise TypeError(f"`objective_kwargs` must be a dict or None, got {type(objective_kwargs).__name__}.")
-        check_choices(pea_transforms, name="pea_transforms", choices=TRANSFORM_STEPS)
         check_real(p_drop, name="p_drop", low=0, high=1, high_open=True)
         check_real(min_control_fraction, name="min_control_fraction", low=0, high=1, low_open=True)
         check_int(pea_bank_size, name="pea_bank_size", minimum=1)
         check_real(coral_reg, name="coral_reg", low=0)
+        check_real(eigenvalue_floor, name="eigenvalue_floor", low=0, high=1, high_open=True)
         check_int(n_teacher_dims, name="n_teacher_dims", minimum=1, none_ok=True)
         check_int(n_keys, name="n_keys", minimum=1, none_ok=True)
         resolve_rng(rng)
-        augmentation_objects, pea = _resolve_augmentations(augmentations, augmentation_kwargs, pea=pea)
+        augmentation_objects, pea = resolve_augmentations(augmentations, augmentation_kwargs, pea=pea)
         super().__init__(adata)
         objective_kwargs = dict(objective_kwargs or {})
         inference_tvn = self._read_setup(pea=pea, inference_tvn=inference_tvn)
         self.pea = pea
         self.inference_tvn = inference_tvn
         self.coral_reg = coral_reg
+        self.eigenvalue_floor = eigenvalue_floor
         self.teacher_batch_key = self.batch_key if teacher_batch_key is None else teacher_batch_key
         self.teacher_control_key = self.control_key if teacher_control_key is None else teacher_control_key
         self._rng = resolve_rng(rng)
@@ -295,6 +289,7 @@ class SemiClipped(BaseModelClass):
                 min_control_fraction=min_control_fraction,
                 pea_bank_size=pea_bank_size,
                 coral_reg=coral_reg,
+                eigenvalue_floor=eigenvalue_floor,
                 augmentations=augmentation_objects,
             )
         if z is not None:
@@ -439,7 +434,16 @@ class SemiClipped(BaseModelClass):
         if not tvn:
             return np.asarray(z[rows], dtype=np.float32)
         with _about("teacher"):  # codes and labels: read for the control check above
-            return zca_tvn_rows(z, t_ctrl, codes, labels, rows=rows, batch_key=batch_key, coral_reg=self.coral_reg)
+            return zca_tvn_rows(
+                z,
+                t_ctrl,
+                codes,
+                labels,
+                rows=rows,
+                batch_key=batch_key,
+                coral_reg=self.coral_reg,
+                eigenvalue_floor=self.eigenvalue_floor,
+            )
 
     def _controls_by_batch(self, x: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """The student's raw controls grouped by batch, and their number per batch (at least 2 each)."""
@@ -474,7 +478,16 @@ class SemiClipped(BaseModelClass):
         is_ctrl = control_mask(adata, control_key)
         codes, labels = batch_codes(adata, batch_key)
         with _about("adata"):
-            return x, zca_tvn_maps(x, is_ctrl, codes, labels, batch_key=batch_key, coral_reg=self.coral_reg), codes
+            maps = zca_tvn_maps(
+                x,
+                is_ctrl,
+                codes,
+                labels,
+                batch_key=batch_key,
+                coral_reg=self.coral_reg,
+                eigenvalue_floor=self.eigenvalue_floor,
+            )
+            return x, maps, codes
 
     def _model_input(
         self, adata: AnnData, *, student_rep: str, batch_key: str | None, control_key: str | None
@@ -509,19 +522,26 @@ class SemiClipped(BaseModelClass):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         strategy: str | Strategy = "auto",
+        train_size: float = 1.0,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        early_stopping: bool = False,
+        early_stopping_monitor: str = "validation_loss",
+        early_stopping_patience: int = 15,
+        check_val_every_n_epoch: int = 1,
         plan_kwargs: dict | None = None,
         **trainer_kwargs: object,
     ) -> None:
-        """Train the adapter (and the objective's parameters) with Lightning.
+        """Train the adapter (and the objective's parameters) with Lightning, optionally validated on held-out keys.
 
         Objectives that pre-train the student (``"kd"``, ``"shake"``, ``"c2kd"``: ``student_pretrain_steps`` in
-        ``objective_kwargs``) first fit the adapter and their student classifier to the pairing keys, on the
+        ``objective_kwargs``) first fit the adapter and their student classifier to the training keys, on the
         adapter's inference input (TVN-corrected when :attr:`inference_tvn`, without PEA).
 
         Parameters
         ----------
         max_epochs
-            Number of epochs (passes over the training samples).
+            Number of epochs (passes over the training samples); the most, with ``early_stopping``.
         batch_size
             Minibatch size per device (the in-batch negatives); the last partial minibatch is dropped.
         accelerator, devices
@@ -531,6 +551,15 @@ class SemiClipped(BaseModelClass):
             ``DDPStrategy(broadcast_buffers=False)`` (the frozen teacher and the controls are buffers that never
             change: broadcasting them at every step would be pure overhead). In-batch negatives are per device,
             unless ``objective_kwargs={"gather_negatives": True}`` (the global batch, see the scaling guide).
+        train_size, validation_size, shuffle_set_split
+            scvi-tools' split over the pairing keys (``scsemiclip.train.split_keys``): held-out keys leave
+            training with all their rows and teacher partners (controls train), drawn with ``rng``. ``train_size=1``
+            (default): no validation, the fit of earlier versions bit for bit.
+        early_stopping, early_stopping_monitor, early_stopping_patience
+            Stop when ``early_stopping_monitor`` (a metric of :attr:`history` below) has not improved for
+            ``early_stopping_patience`` checks (needs a validation split; works under DDP).
+        check_val_every_n_epoch
+            Epochs between validation checks (the last epoch is always checked).
         plan_kwargs
             Options of the training plan: ``optimizer`` (``"sgd"``, ``"adamw"`` or ``"adam"``), ``lr`` (1e-3),
             ``weight_decay`` (1e-4), ``momentum`` (0.95, SGD), ``eps`` (1e-8, Adam), ``lr_min`` (0.0: the end of the
@@ -538,16 +567,15 @@ class SemiClipped(BaseModelClass):
         **trainer_kwargs
             Keyword arguments of :class:`scvi.train.Trainer` / :class:`lightning.pytorch.Trainer` (e.g.
             ``enable_progress_bar=False``, ``precision="bf16-mixed"``). The progress bar follows
-            :data:`scsemiclip.settings` ``.progress_bar`` unless ``enable_progress_bar`` is given: one bar per epoch in a
-            terminal or notebook, a line every few seconds when the output goes to a file. Lightning's info lines
-            are shown only at ``settings.verbosity = "debug"``.
-            Unless ``logger`` or ``log_save_dir`` is given, the history that scvi-tools' logger hands from the DDP
-            ranks to this process goes through a temporary folder, removed after training (not
-            ``./lightning_logs``).
+            :data:`scsemiclip.settings` ``.progress_bar`` unless ``enable_progress_bar`` is given. Unless ``logger``
+            or ``log_save_dir`` is given, the DDP ranks' history goes through a temporary folder.
 
         Returns
         -------
-        ``None``; the losses per epoch are in :attr:`history`.
+        ``None``. :attr:`history` holds ``train_loss`` and, with a split, the metrics of
+        ``scsemiclip.train.HeldOut.metrics`` at every check; the best check's weights are kept.
+        Sets ``train_indices`` / ``validation_indices`` (student rows), ``validation_keys_`` (held-out keys, tuples).
+        Warns when an InfoNCE fit of 100 steps or more ends within 10 % of ``ln(batch_size)`` (chance).
         """
         if self.pairing is None:
             raise RuntimeError(
@@ -560,24 +588,50 @@ class SemiClipped(BaseModelClass):
         if plan_kwargs is not None and not isinstance(plan_kwargs, dict):
             raise TypeError(f"`plan_kwargs` must be a dict or None, got {type(plan_kwargs).__name__}.")
         tensors = self._training_tensors()
-        if self.module.objective.student_pretrain_steps > 0:
-            # the student's unimodal pre-training (label-based objectives) sees the adapter's inference input
-            inputs = tensors["x"]
-            if self.pea:
-                x = self._model_input(
+        seeds = [torch_seed(self._rng) for _ in range(2 + bool(len(self.module.augmentations)))]
+        split = split_keys(
+            *(self.pairing.student_rows, self.pairing.student_codes, len(self.pairing.keys)),
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            seed=torch_seed(self._rng) if train_size < 1 or validation_size else 0,
+        )
+        if early_stopping and not len(split.validation_rows):
+            raise ValueError("`early_stopping=True` needs held-out keys: give `train_size` < 1 or `validation_size`.")
+        inputs = tensors["x"]
+        if self.pea and (self.module.objective.student_pretrain_steps > 0 or len(split.validation_rows)):
+            inputs = shared_float32(  # the adapter's inference input (PEA trains on the raw one)
+                self._model_input(
                     self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
                 )
-                inputs = shared_float32(x)
-            rows = torch.as_tensor(self.pairing.student_rows)
+            )
+        rows = torch.as_tensor(split.train_rows)
+        if self.module.objective.student_pretrain_steps > 0:  # unimodal pre-training (label-based objectives)
             self.module.set_student_inputs(inputs[rows], tensors["key"][rows])
         if any(a.needs_index for a in self.module.augmentations):
             tensors["index"] = torch.arange(self.adata.n_obs)
         datamodule = self._data_splitter_cls(
-            tensors, batch_size=batch_size, seed=torch_seed(self._rng), rows=self.pairing.student_rows
+            tensors, batch_size=batch_size, seed=seeds[0], rows=split.train_rows, validation_rows=split.validation_rows
         )
-        plan = self._training_plan_cls(self.module, seed=torch_seed(self._rng), **(plan_kwargs or {}))
+        plan = self._training_plan_cls(self.module, seed=seeds[1], **(plan_kwargs or {}))
         if len(self.module.augmentations):
-            self._prepare_augmentations(tensors, seed=torch_seed(self._rng), accelerator=accelerator)
+            self._prepare_augmentations(tensors, rows, seed=seeds[2], accelerator=accelerator)
+        self.validation_keys_ = [k if isinstance(k, tuple) else (k,) for k in self.pairing.keys[split.validation_keys]]
+        if len(split.validation_rows):
+            validation = HeldOutValidation.for_split(
+                inputs,
+                tensors,
+                split,
+                control_mask(self.adata, self.control_key) if self.control_key is not None else None,
+                batch_size=batch_size,
+                seed=seeds[1],
+                check_val_every_n_epoch=check_val_every_n_epoch,
+                monitor=early_stopping_monitor,
+                early_stopping=early_stopping,
+                patience=early_stopping_patience,
+            )
+            trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), validation]
+        del inputs  # a corrected copy of every row with PEA: the validation keeps its own rows only
         trainer_kwargs.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train // batch_size)))
         trainer_kwargs.setdefault("enable_progress_bar", settings.progress_bar)
         if trainer_kwargs["enable_progress_bar"]:
@@ -596,19 +650,32 @@ class SemiClipped(BaseModelClass):
                 max_epochs=max_epochs,
                 accelerator=accelerator,
                 devices=devices,
-                strategy=_ddp_without_buffer_broadcast(strategy),
+                strategy=ddp_without_buffer_broadcast(strategy),
                 simple_progress_bar=False,
                 **trainer_kwargs,
             )
             runner()
+        if plan.diverged is not None:  # raised here, outside Lightning and scvi-tools' runner (see the plan)
+            self.is_trained_ = False
+            raise plan.diverged
+        loss = (self.history or {}).get("train_loss")
+        warn_if_near_chance(
+            None if loss is None or not len(loss) else float(loss.iloc[-1, 0]),
+            objective=self.module.objective.name,
+            batch_size=batch_size,
+            n_steps=int(self.trainer.global_step),
+            schedule_hint="Train longer (`max_epochs`) or with a smaller `batch_size` (tl.fit_semiclipped's default "
+            "schedule takes at least 16 minibatches per epoch).",
+        )
 
-    def _prepare_augmentations(self, tensors: dict[str, torch.Tensor], *, seed: int, accelerator: str) -> None:
+    def _prepare_augmentations(
+        self, tensors: dict[str, torch.Tensor], rows: torch.Tensor, *, seed: int, accelerator: str
+    ) -> None:
         """Give ``scvi_denoise`` its posterior scale, then fit the augmentations on the training rows (on the device)."""
         for augmentation in self.module.augmentations:
             if isinstance(augmentation, ScVIDenoise):
                 augmentation.set_posterior(*self._scvi_posterior(augmentation.scvi_model))
         device = resolve_device(accelerator) if isinstance(accelerator, str) else torch.device("cpu")
-        rows = torch.as_tensor(self.pairing.student_rows)
         self.module.fit_augmentations(tensors["x"][rows].to(device), tensors["key"][rows], seed=seed)
 
     def _scvi_posterior(self, vae: object) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -802,8 +869,8 @@ class SemiClipped(BaseModelClass):
         if not isinstance(adata, AnnData):
             raise TypeError(f"`adata` must be an AnnData, got {type(adata).__name__}.")
         check_choice(accelerator, name="accelerator", choices=ACCELERATORS)
-        file = _model_file(dir_path)
-        saved = _read_model_file(file, cls.__name__)
+        file = model_file(dir_path)
+        saved = read_model_file(file, cls.__name__)
         setup_args = saved["setup_args"]
         n_input = get_rep(adata, setup_args["student_rep"]).shape[1]
         if n_input != saved["n_input"]:
@@ -880,69 +947,3 @@ def _not_for_an_adapter(member: str, instead: str) -> None:
         f"SemiClipped.{member} is inherited from scvi-tools but does not apply to a Semi-Clipped adapter, which "
         f"maps a frozen embedding to another embedding (no generative model); use {instead} instead."
     )
-
-
-def _resolve_augmentations(
-    augmentations: Sequence[str | Augmentation] | None, options: dict[str, dict] | None, *, pea: bool
-) -> tuple[tuple[Augmentation, ...], bool]:
-    """The augmentation objects (without PEA) and whether PEA runs (see the model's ``augmentations``)."""
-    if augmentations is None:
-        if options:
-            raise ValueError("`augmentation_kwargs` is given without `augmentations`; name the augmentations.")
-        return (), pea
-    objects, named_pea = build_augmentations(augmentations, options=options)
-    if named_pea and not pea:
-        raise ValueError("`pea=False`, but 'pea' is named in `augmentations`; drop one of the two.")
-    return objects, named_pea
-
-
-def _model_file(dir_path: str | Path) -> Path:
-    """The model file of a directory written by :meth:`SemiClipped.save`; the errors name the path."""
-    if not isinstance(dir_path, str | Path):
-        raise TypeError(f"`dir_path` must be a path, got {type(dir_path).__name__}.")
-    path = Path(dir_path)
-    if not path.exists():
-        raise FileNotFoundError(f"No model directory {str(path)!r}.")
-    if not path.is_dir():
-        raise ValueError(f"{str(path)!r} is a file; give the directory written by `SemiClipped.save`.")
-    file = path / MODEL_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{str(path)!r} has no {MODEL_FILE}: it is not a directory written by `save`.")
-    return file
-
-
-def _read_model_file(file: Path, model_name: str) -> dict:
-    """The checked contents of a model file (see :meth:`SemiClipped.load` for what is checked)."""
-    with file.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"{str(file)!r} is not a model file (not a torch archive written by `SemiClipped.save`).")
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{str(file)!r} holds objects other than tensors and plain values; it was not written by "
-            "`SemiClipped.save` and is not loaded (no code from a model file is run)."
-        ) from err
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise ValueError(
-            f"{str(file)!r} is corrupt or truncated ({type(err).__name__}); save the model again."
-        ) from err
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise ValueError(f"{str(file)!r} is not a model file written by `SemiClipped.save`.")
-    if saved["model"] != model_name:
-        raise ValueError(f"{str(file)!r} holds a {saved['model']!r} model, not {model_name}.")
-    fmt = saved.get("format_version", 1)
-    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-        raise ValueError(
-            f"{str(file)!r} has model format {fmt!r} (scsemiclip {saved.get('version', '?')}); this scsemiclip "
-            f"reads formats up to {FORMAT_VERSION}: upgrade scsemiclip."
-        )
-    missing = [key for key in _SAVED_KEYS if key not in saved]
-    if missing:
-        raise ValueError(f"{str(file)!r} lacks {missing}; the file is damaged or not written by `save`.")
-    if not isinstance(saved["state_dict"], dict) or not all(
-        isinstance(t, torch.Tensor) for t in saved["state_dict"].values()
-    ):
-        raise ValueError(f"{str(file)!r} has no tensors under 'state_dict'; the file is damaged.")
-    return saved

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from scsemiclip._core import PEABank, check_pea_params, mlp, sample_pea_bank
+from scsemiclip._core import EIGENVALUE_FLOOR, PEABank, check_pea_params, mlp, sample_pea_bank
 from scsemiclip._docs import doc_key, doc_params
 
 from ._augmentations import Augmentation
@@ -29,7 +29,7 @@ class SemiClippedModule(BaseModuleClass):
       ``teacher_offsets[k] : teacher_offsets[k] + teacher_counts[k]``); :meth:`sample` draws, for every
       training sample, a partner uniformly among its key's teacher samples with one gather.
     - ``student_controls`` holds the raw student controls grouped by batch (``control_counts`` rows each), from
-      which :meth:`refresh_bank` fits a bank of random PEA corrections per batch (SPEC §3); while the module is
+      which :meth:`refresh_bank` fits a bank of random PEA corrections per batch (docs/method.md); while the module is
       in training mode and a bank is present, :meth:`inference` applies to every sample a random correction of
       its batch (one gather and one batched matmul).
     - ``student_inputs`` and ``student_keys`` hold, for objectives that pre-train the student
@@ -54,7 +54,7 @@ class SemiClippedModule(BaseModuleClass):
         ``mask_same_key``).
     pea
         Use PEA during training (requires :meth:`set_student_controls`).
-    pea_transforms, p_drop, min_control_fraction, pea_bank_size, coral_reg
+    pea_transforms, p_drop, min_control_fraction, pea_bank_size, coral_reg, eigenvalue_floor
         PEA settings, as in :func:`scsemiclip.pp.pea_augment` (``transforms``, ...); ``pea_bank_size``
         corrections are fitted per batch at every refresh.
     augmentations
@@ -78,6 +78,7 @@ class SemiClippedModule(BaseModuleClass):
         min_control_fraction: float = 0.25,
         pea_bank_size: int = 16,
         coral_reg: float = 0.5,
+        eigenvalue_floor: float = EIGENVALUE_FLOOR,
         augmentations: Sequence[Augmentation] = (),
     ) -> None:
         super().__init__()
@@ -101,6 +102,7 @@ class SemiClippedModule(BaseModuleClass):
         self.min_control_fraction = min_control_fraction
         self.pea_bank_size = pea_bank_size
         self.coral_reg = coral_reg
+        self.eigenvalue_floor = eigenvalue_floor
         self.augmentations = torch.nn.ModuleList(augmentations)
         self.register_buffer("teacher", torch.empty(0, n_teacher), persistent=False)
         self.register_buffer("teacher_offsets", torch.empty(0, dtype=torch.long), persistent=False)
@@ -230,6 +232,7 @@ class SemiClippedModule(BaseModuleClass):
             p_drop=self.p_drop,
             min_control_fraction=self.min_control_fraction,
             coral_reg=self.coral_reg,
+            eigenvalue_floor=self.eigenvalue_floor,
             generator=self.generator,
             dtype=torch.float32,
         )
@@ -290,10 +293,16 @@ class SemiClippedModule(BaseModuleClass):
         -------
         ``None``; the augmentations' non-persistent buffers are filled on the device of ``x``.
         """
+        keys = keys.to(x.device)
         generator = torch.Generator(device=x.device).manual_seed(seed)
+        probe = torch.Generator(device=x.device).manual_seed(seed)  # apart: the training's draws stay the same
+        rows = torch.arange(min(8, x.shape[0]), device=x.device)
         for augmentation in self.augmentations:
             augmentation.to(x.device)
-            augmentation.fit(x, keys.to(x.device), n_keys=len(self.teacher_counts), generator=generator)
+            augmentation.fit(x, keys, n_keys=len(self.teacher_counts), generator=generator)
+            # one minibatch of the first rows before the training: an output of the wrong shape is an error now,
+            # naming the augmentation, not a shape error of the adapter in the middle of the training
+            augmentation(x[rows].float(), batch=torch.zeros_like(rows), key=keys[rows], index=rows, generator=probe)
 
     def end_training(self) -> None:
         """Release the bank and the generator."""

@@ -39,7 +39,8 @@ def relationship_enrichment(
     Returns
     -------
     The Axes: one dot per gene set at ``x = -log10(q_value)``, its area proportional to the overlap and its
-    colour the share of the set's genes in the query; a dashed line marks ``q = 0.05``.
+    colour the share of the set's genes in the query; a dashed line marks ``q = 0.05``. The legend (dot sizes and
+    that line) sits below the axes.
     """
     if isinstance(adata, AnnData):
         if key not in adata.uns or "table" not in adata.uns[key]:
@@ -56,7 +57,7 @@ def relationship_enrichment(
     sort = ["q_value", "p_value"] if "p_value" in table.columns else ["q_value"]
     shown = table.sort_values(sort, kind="stable").head(top).iloc[::-1]
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 1.0 + 0.28 * max(len(shown), 1)))
+        _, ax = plt.subplots(figsize=(8.5, 1.6 + 0.3 * max(len(shown), 1)), layout="constrained")
     y = np.arange(len(shown))
     if len(shown):
         x = -np.log10(np.clip(shown["q_value"].to_numpy(dtype=float), np.finfo(float).tiny, 1.0))
@@ -70,15 +71,16 @@ def relationship_enrichment(
             edgecolors="0.2",
             linewidths=0.5,
         )
-        ax.figure.colorbar(dots, ax=ax, label="overlap / set size", shrink=0.8)
-        for size in sorted({int(overlap.min()), int(overlap.max())}):
-            ax.scatter([], [], s=30 + 170 * size / overlap.max(), color="0.6", label=f"overlap {size}")
-        ax.legend(loc="lower right", fontsize=7, frameon=False)
+        ax.figure.colorbar(dots, ax=ax, label="share of the set's genes in the query", shrink=0.8)
+        for size in sorted({int(overlap.min()), int(np.median(overlap)), int(overlap.max())}):
+            ax.scatter([], [], s=30 + 170 * size / overlap.max(), color="0.6", label=f"{size} query genes")
     else:
         ax.text(0.5, 0.5, "no gene set tested", ha="center", va="center", transform=ax.transAxes)
-    ax.axvline(-np.log10(0.05), color="0.4", linestyle="--", linewidth=1)
-    ax.set_yticks(y, [str(name)[:60] for name in shown["gene_set"]], fontsize=7)
+    ax.axvline(-np.log10(0.05), color="0.4", linestyle="--", linewidth=1, label="q = 0.05")
+    if len(shown):  # below the axes, off the dots and the pathway names: dot sizes and the significance line
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=4, fontsize=9, frameon=False)
+    ax.set_yticks(y, [str(name)[:60] for name in shown["gene_set"]], fontsize=9)
     ax.set_xlabel("-log10 q (Benjamini-Hochberg)")
-    ax.set_xlim(left=0)
-    ax.set_title("Gene sets enriched among retrieved relationships", fontsize=9)
+    ax.set_xlim(0, 1.12 * max(ax.get_xlim()[1], -np.log10(0.05)))  # room for the largest dots
+    ax.set_title("Gene sets enriched among retrieved relationships", fontsize=11)
     return ax

@@ -10,14 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from matplotlib.patches import Circle
+from matplotlib.patches import Circle, Patch
 
 from scsemiclip._validate import check_key, check_threshold, check_thresholds
 
+from ._palette import FONT_SIZE, MEAN_HATCH, RANDOM_STYLE, method_colors
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-_RANDOM_STYLE = {"color": "0.4", "linestyle": "--", "linewidth": 1}
 
 
 def _recall_table(data: AnnData | pd.DataFrame, key: str) -> tuple[pd.Series, float | None]:
@@ -58,10 +58,12 @@ def recall(
 
     Returns
     -------
-    The Axes, with one bar per database (and ``"mean"``) and embedding, heights equal to the recall. Each bar is
-    labelled with its value where the labels fit the Axes as drawn: horizontally where a label is narrower than
-    its bar, vertically where only that fits, and not at all where bars are too narrow even for vertical labels
-    (give a wider ``ax``, or read the values from the table).
+    The Axes, with one bar per database (and the hatched ``"mean"`` over them) and embedding, heights equal to the
+    recall in % (the unit of the tables), each embedding in its colour of every plot (see
+    :mod:`scsemiclip.pl`), and the random level as a dashed line. Each bar is labelled with its value (one decimal)
+    where the labels fit the Axes as drawn: horizontally where a label is narrower than its bar, vertically where
+    only that fits, and not at all where bars are too narrow even for vertical labels (give a wider ``ax``, or
+    read the values from the table); a label is never crossed by the random line.
     """
     check_key(key, name="key")
     if threshold is not None:
@@ -74,31 +76,37 @@ def recall(
     sources = list(dict.fromkeys(s for rec in series.values() for s in rec.index if s != "mean"))
     sources += ["mean"] if any("mean" in rec.index for rec in series.values()) else []
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.0 + 0.9 * len(sources) * max(1, len(series) ** 0.5), 3.5))
+        _, ax = plt.subplots(figsize=(1.5 + 0.75 * len(sources) * max(1, len(series) ** 0.5), 4.0))
     width = 0.8 / len(series)
     x = np.arange(len(sources))
     groups = []
+    colors = method_colors([name or "unimodal" for name in series])  # an unnamed result: the first colour
     for k, (name, rec) in enumerate(series.items()):
-        heights = rec.reindex(sources).to_numpy(dtype=float)
-        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=name or None, color=f"C{k}")
+        heights = 100 * rec.reindex(sources).to_numpy(dtype=float)
+        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=name or None, color=colors[k])
         groups.append(bars)
         if "mean" in sources:
-            bars[-1].set_hatch("//")
+            bars[-1].set_hatch(MEAN_HATCH)
+            bars[-1].set_edgecolor("white")
+    level = np.nan if threshold is None else 100 * 2 * threshold
     if threshold is not None:
-        ax.axhline(2 * threshold, **_RANDOM_STYLE, label=f"random ({2 * threshold:g})")
-    ax.set_xticks(x, sources)
-    ax.set_ylabel("recall")
-    ax.set_title("Known-relationship recall")
+        ax.axhline(level, **RANDOM_STYLE, label=f"random level ({level:g} %)", zorder=1)
+    ax.set_xticks(x, sources, fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.set_ylabel("% of known pairs retrieved", fontsize=FONT_SIZE)
+    ax.set_title("Known-relationship recall", fontsize=FONT_SIZE + 1)
+    ax.spines[["top", "right"]].set_visible(False)
     ax.margins(y=0.15)
-    _value_labels(ax, groups)
-    if len(series) > 1:
-        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    elif threshold is not None:
-        ax.legend(fontsize=8, frameon=False)
+    _value_labels(ax, groups, level)
+    handles = ax.get_legend_handles_labels()[0]
+    if "mean" in sources:  # the hatch explained
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch=MEAN_HATCH, label="mean over the databases"))
+    if handles:
+        ax.legend(handles=handles, fontsize=FONT_SIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
-_LABEL_SIZE = 7  # points
+_LABEL_SIZE = FONT_SIZE  # points
 _LABEL_PAD = 1  # points between a bar and its label
 _MAX_LABEL_HEADROOM = 0.4  # of the Axes height: more room than this for vertical labels and they are left out
 # Labels are placed for the Axes as they are when plotted; a later fig.tight_layout() shrinks them (by a few
@@ -106,15 +114,15 @@ _MAX_LABEL_HEADROOM = 0.4  # of the Axes height: more room than this for vertica
 _LAYOUT_SLACK = 1.25
 
 
-def _value_labels(ax: Axes, groups: Sequence) -> None:
-    """Label every bar with its height (3 decimals), placed by the space the Axes gives them.
+def _value_labels(ax: Axes, groups: Sequence, level: float = np.nan) -> None:
+    """Label every bar with its height (1 decimal), placed by the space the Axes gives them.
 
     Adjacent bars touch, so two labels cannot overlap when each is at most as wide as its bar. Labels are
     horizontal when the text is that narrow, else vertical when the text height is (with head room made above
-    the tallest bar), else left out.
+    the tallest bar), else left out. A label that would straddle the random line at ``level`` sits above it.
     """
     renderer = ax.figure.canvas.get_renderer()
-    texts = [["" if np.isnan(h) else f"{h:.3f}" for h in bars.datavalues] for bars in groups]
+    texts = [["" if np.isnan(h) else f"{h:.1f}" for h in bars.datavalues] for bars in groups]
     widest = max((s for group in texts for s in group), key=len, default="")
     if not widest:
         return
@@ -137,8 +145,26 @@ def _value_labels(ax: Axes, groups: Sequence) -> None:
         ax.set_ylim(bottom, max(top, (tallest - room * bottom) / (1 - room)))
     else:
         return
+    bottom, top = ax.get_ylim()
+    length = _LAYOUT_SLACK * ((extent.height if rotation == 0 else extent.width) + 2 * pad_px)
+    length *= (top - bottom) / ax.bbox.height  # the label's height in data units
+    if not np.isnan(level):  # a label that would straddle the random line is lifted above it
+        top = max(top, level + 1.1 * length)
+        ax.set_ylim(bottom, top)
     for bars, labels in zip(groups, texts, strict=True):
-        ax.bar_label(bars, labels=labels, fontsize=_LABEL_SIZE, padding=_LABEL_PAD, rotation=rotation)
+        for bar, label in zip(bars, labels, strict=True):
+            height = bar.get_height()
+            y = level if height < level < height + length else height
+            ax.annotate(
+                label,
+                (bar.get_x() + bar.get_width() / 2, y),
+                xytext=(0, _LABEL_PAD),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=_LABEL_SIZE,
+                rotation=rotation,
+            )
 
 
 @dataclass(frozen=True)
@@ -309,10 +335,10 @@ def recall_thresholds(
     curves = [_curve(result, key, source=source, thresholds=wanted) for key, result in results.values()]
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
-    for k, (curve, name) in enumerate(zip(curves, legend, strict=True)):
-        ax.plot(curve["threshold"], curve["recall"], marker="o", markersize=3, label=name, color=f"C{k}")
+    for curve, name, color in zip(curves, legend, method_colors(legend), strict=True):
+        ax.plot(curve["threshold"], curve["recall"], marker="o", markersize=3, label=name, color=color)
     grid = np.unique(np.concatenate([curve["threshold"].to_numpy(dtype=float) for curve in curves]))
-    ax.plot(grid, 2 * grid, **_RANDOM_STYLE, label="random")
+    ax.plot(grid, 2 * grid, **RANDOM_STYLE, label="random")
     ax.set_xlabel("threshold (share of the null in each tail)")
     ax.set_ylabel("recall")
     ax.set_title(f"Known-relationship recall ({source})")
@@ -393,9 +419,9 @@ def relationship_venn(
     angles = np.deg2rad([180.0, 0.0] if n == 2 else [150.0, 30.0, 270.0])
     centers = 0.6 * np.c_[np.cos(angles), np.sin(angles)]
     label_pos = centers * [1.5, 0] + [0, 1.25] if n == 2 else 3.1 * centers
-    for k, (name, members) in enumerate(sets.items()):
-        ax.add_patch(Circle(centers[k], 1.0, facecolor=f"C{k}", edgecolor=f"C{k}", alpha=0.3, linewidth=1.5))
-        ax.text(*label_pos[k], f"{name}\n({len(members):,})", ha="center", va="center", fontsize=9, color=f"C{k}")
+    for k, ((name, members), color) in enumerate(zip(sets.items(), method_colors(list(sets)), strict=True)):
+        ax.add_patch(Circle(centers[k], 1.0, facecolor=color, edgecolor=color, alpha=0.3, linewidth=1.5))
+        ax.text(*label_pos[k], f"{name}\n({len(members):,})", ha="center", va="center", fontsize=FONT_SIZE, color=color)
     membership: dict[tuple[str, str], int] = {}
     for k, members in enumerate(sets.values()):
         for pair in members:

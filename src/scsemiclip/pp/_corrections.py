@@ -1,4 +1,4 @@
-"""Batch corrections fitted on controls: centering, standardization and TVN (SPEC §2)."""
+"""Batch corrections fitted on controls: centering, standardization and TVN (docs/method.md, "Batch corrections")."""
 
 from __future__ import annotations
 
@@ -138,6 +138,7 @@ def tvn(
     coral: bool = True,
     coral_reg: float = 0.5,
     basis: str = "pca",
+    eigenvalue_floor: float = 0.0,
     key_added: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
@@ -165,6 +166,11 @@ def tvn(
         Ridge (>= 0) added to each batch's control covariance before the inverse square root.
     basis
         ``"pca"`` (efaar's output basis) or ``"zca"`` (input basis).
+    eigenvalue_floor
+        Robust whitening (docs/method.md): step 3 divides by at least ``sqrt(eigenvalue_floor)`` times the largest
+        control standard deviation of the components, so no component is scaled up by more than
+        ``1 / sqrt(eigenvalue_floor)`` times the first; 0 (default) whitens fully, as efaar, in ``[0, 1)``. The
+        model's corrections use its own ``eigenvalue_floor`` (see :class:`~scsemiclip.model.SemiClipped`).
     key_added
         Key of the result; defaults to ``f"{use_rep}_tvn"``.
     {doc_copy}
@@ -186,6 +192,7 @@ def tvn(
         coral=coral,
         coral_reg=coral_reg,
         basis=basis,
+        eigenvalue_floor=eigenvalue_floor,
     )
 
 

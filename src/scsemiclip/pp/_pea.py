@@ -1,4 +1,4 @@
-"""PEA: batch corrections re-used as a random data augmentation of perturbation embeddings (SPEC §3)."""
+"""PEA: batch corrections re-used as a random data augmentation of perturbation embeddings (docs/method.md, "PEA")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scsemiclip._core import STEPS, check_pea_params, group_controls, sample_pea_bank
+from scsemiclip._core import EIGENVALUE_FLOOR, STEPS, check_pea_params, group_controls, sample_pea_bank
 from scsemiclip._docs import doc_adata_rep, doc_control_key, doc_params, doc_pea
 from scsemiclip._utils import RNGLike, batch_codes, control_mask, get_rep, resolve_rng, torch_seed
 from scsemiclip._validate import check_int, check_key, check_real
@@ -32,6 +32,7 @@ def pea_augment(
     p_drop: float = 0.5,
     min_control_fraction: float = 0.25,
     coral_reg: float = 0.5,
+    eigenvalue_floor: float = EIGENVALUE_FLOOR,
     bank_size: int | None = 64,
     rng: RNGLike = None,
 ) -> ad.AnnData:
@@ -52,6 +53,9 @@ def pea_augment(
     n_augmentations
         Augmented copies of every non-control sample.
     {doc_pea}
+    eigenvalue_floor
+        Robust whitening of the TVN maps, as the model's (docs/method.md): no control direction is scaled up by more
+        than ``1 / sqrt(eigenvalue_floor)`` times the largest; 0 whitens fully.
     bank_size
         Fitted corrections per batch and round; ``None`` fits one per sample.
     rng
@@ -99,6 +103,7 @@ def pea_augment(
             p_drop=p_drop,
             min_control_fraction=min_control_fraction,
             coral_reg=coral_reg,
+            eigenvalue_floor=eigenvalue_floor,
             generator=gen,
         )
         if bank_size is None:  # one distinct map per sample: its rank within its batch

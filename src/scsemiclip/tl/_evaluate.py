@@ -9,20 +9,36 @@ interpretability preservation on the embedding as given.
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scsemiclip._utils import RNGLike, Timer, check_obs_keys, control_mask, logger, storable, version_info
+from scsemiclip._keys import canonical_keys
+from scsemiclip._settings import settings
+from scsemiclip._utils import (
+    RNGLike,
+    Timer,
+    check_obs_keys,
+    control_mask,
+    get_rep,
+    logger,
+    storable,
+    version_info,
+)
 from scsemiclip._validate import check_key, check_real, check_threshold
 from scsemiclip.datasets import SOURCES
-from scsemiclip.pp import center, standardize, tvn
+from scsemiclip.pp import tvn
 
+from ._calibration import CONTROL_FAMILIES, PROFILE_CORRECTIONS, TooFewControls, calibration_check, cross_fit
 from ._interpretability import PROTOCOLS, interpretability_preservation
 from ._map import AnnotationsLike, _annotation_sets, phenotypic_activity, phenotypic_consistency
-from ._recall import SourcesLike, compute_ranks, resolve_sources
+from ._random_levels import RANDOM_LEVELS
+from ._recall import MIN_GENES, SourcesLike, compute_ranks, resolve_sources
 from ._signal import MIN_REPLICATES, perturbation_consistency, perturbation_magnitude
 
 #: The metric families of :func:`evaluate_map`, in the order of its table.
@@ -34,12 +50,70 @@ METRICS = (
     "perturbation_magnitude",
     "interpretability",
 )
-#: Columns of the tidy table.
-COLUMNS = ["representation", "metric", "value", "n_hits", "n_total"]
-#: Keys of the corrected embeddings in the working AnnData: map-level metrics, metrics against the controls.
-_EVAL_REP, _PROFILE_REP = "X_eval", "X_profiles"
-#: Corrections of the profiles compared with the controls (``profile_correction``).
-_PROFILE_CORRECTIONS = {"standardize": standardize, "center": center, "tvn": tvn}
+#: Columns of the tidy table (defined in the Returns section of :func:`evaluate_map`).
+COLUMNS = [
+    "representation",
+    "metric",
+    "value",
+    "unit",
+    "n_significant",
+    "n_total",
+    "counted",
+    "mean_statistic",
+    "random_level",
+    "fair_across_spaces",
+    "note",
+]
+#: Keys of the embeddings in the private working AnnData (never the user's keys): the embedding as given, the
+#: map-level metrics' correction, the correction of the metrics against the controls.
+_RAW_REP, _EVAL_REP, _PROFILE_REP = "raw", "map_corrected", "profiles_corrected"
+#: What ``n_significant`` and ``n_total`` count, per metric.
+_COUNTED = {
+    "recall": "known pairs",
+    "recall_right": "known pairs",
+    "phenotypic_activity": "perturbations",
+    "phenotypic_consistency": "annotation labels",
+    "perturbation_consistency": "perturbations",
+    "perturbation_magnitude": "perturbations",
+    "interpretability": "test samples",
+}
+#: Why a metric does not compare representations of different spaces (e.g. a map distilled into the teacher's
+#: space against the student's own embedding); the metrics not listed do.
+_UNFAIR = (
+    "compares profiles with the controls in the representation's own space, so it depends on how tightly that "
+    "space packs the controls; compare it only between representations of the same space (a distilled map lives "
+    "in the teacher's space)"
+)
+_NOTES = {
+    "recall": "unweighted mean over the sources of each source's fraction retrieved (both tails)",
+    "recall_right": "unweighted mean over the sources of each source's fraction retrieved (top tail)",
+    "phenotypic_activity": _UNFAIR,
+    "phenotypic_consistency": "ranks perturbations against each other within the map",
+    "perturbation_consistency": _UNFAIR,
+    "perturbation_magnitude": _UNFAIR,
+    "interpretability": "decoder scored on held-out batches and perturbations (their samples and controls)",
+}
+
+
+_CALIBRATION_NOTE = "false-positive rate on pseudo-perturbations formed from controls; nominal: at most `fdr`"
+
+
+def _progress(message: str) -> None:
+    """Report a step of :func:`evaluate_map` on one line.
+
+    Logged at info level where the ``"scsemiclip"`` logger shows it (``settings.verbosity = "info"`` and a logging
+    handler), else written to stderr while ``settings.progress_bar`` is on (the default, so a notebook shows it).
+    """
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(message)
+    elif settings.progress_bar:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _shown(row: Mapping[str, object]) -> str:
+    """A row's value as the progress line shows it: fractions in %, scores as they are."""
+    value = float(row["value"])
+    return f"{100 * value:.1f} %" if row["unit"] == "fraction" else f"{value:.1f}"
 
 
 def _labelled(use_reps: Mapping[str, str] | Sequence[str] | str) -> dict[str, str]:
@@ -67,6 +141,7 @@ def _applicable(
     null_perturbations: Sequence[str] | None,
     annotations: AnnotationsLike,
     layer: str | None,
+    sources: SourcesLike,
 ) -> dict[str, str]:
     """``{metric: why it cannot run}`` for the metric families the data do not allow."""
     check_obs_keys(adata, [perturbation_key, batch_key, control_key])
@@ -87,10 +162,16 @@ def _applicable(
         if null_perturbations is None:
             skipped.setdefault("perturbation_consistency", f"{reason} and no `null_perturbations` for its null")
     labels = _annotation_sets(adata, annotations, perturbation_key, control_key)
-    perts = adata.obs[perturbation_key][~is_ctrl].astype(str).unique()
+    perts = pd.unique(canonical_keys(adata.obs[perturbation_key])[0][~is_ctrl])  # the labels' canonical texts
     shared = pd.Series([label for p in perts for label in labels.get(p, ())]).value_counts()
     if not (shared >= 2).any():
         skipped["phenotypic_consistency"] = "fewer than 2 perturbations share an annotation label of `annotations`"
+    if len(perts) < MIN_GENES:
+        skipped["recall"] = f"{len(perts)} perturbation label(s) besides the controls; recall needs {MIN_GENES} genes"
+    elif not any(
+        (t["entity1"].isin(perts) & t["entity2"].isin(perts)).any() for t in resolve_sources(sources).values()
+    ):
+        skipped["recall"] = "no two perturbation labels form a known relationship of `sources` (gene symbols needed)"
     if batch_key is None or adata.obs[batch_key].nunique() < 2:
         skipped.setdefault("interpretability", "fewer than 2 batches (its split holds out whole batches)")
     if adata.X is None and layer is None:
@@ -98,9 +179,36 @@ def _applicable(
     return skipped
 
 
+def _row(
+    metric: str,
+    value: float,
+    n_significant: float,
+    n_total: int,
+    *,
+    mean_statistic: float = np.nan,
+    random_level: float = np.nan,
+    unit: str = "fraction",
+    counted: str | None = None,
+    note: str | None = None,
+) -> dict[str, object]:
+    """One row of the tidy table (without its representation); ``counted`` and ``note`` default to the metric's."""
+    return {
+        "metric": metric,
+        "value": float(value),
+        "unit": unit,
+        "n_significant": n_significant,
+        "n_total": int(n_total),
+        "counted": _COUNTED[metric] if counted is None else counted,
+        "mean_statistic": float(mean_statistic),
+        "random_level": float(random_level),
+        "fair_across_spaces": _NOTES.get(metric) != _UNFAIR,
+        "note": _NOTES.get(metric, "") if note is None else note,
+    }
+
+
 def _recall_rows(
     work: ad.AnnData, *, perturbation_key: str, control_key: str | None, sources: SourcesLike, threshold: float
-) -> tuple[list[tuple], pd.DataFrame]:
+) -> tuple[list[dict], pd.DataFrame]:
     """Two-sided and right-tail recall (mean over sources) and the per-source table of both."""
     ranks = compute_ranks(
         work, use_rep=_EVAL_REP, perturbation_key=perturbation_key, control_key=control_key, sources=sources
@@ -113,8 +221,8 @@ def _recall_rows(
     table["recall_right"] = [*per_source, per_source.mean()]
     mean = table.loc["mean"]
     rows = [
-        ("recall", mean["recall"], mean["n_retrieved"], mean["n_pairs"]),
-        ("recall_right", mean["recall_right"], mean["n_retrieved_right"], mean["n_pairs"]),
+        _row("recall", mean["recall"], mean["n_retrieved"], mean["n_pairs"], random_level=2 * threshold),
+        _row("recall_right", mean["recall_right"], mean["n_retrieved_right"], mean["n_pairs"], random_level=threshold),
     ]
     return rows, table
 
@@ -127,17 +235,14 @@ def _expression(adata: ad.AnnData, work: ad.AnnData, *, rep: str, layer: str | N
     expr = ad.AnnData(X=adata.X if layer is None else None, obs=work.obs, var=pd.DataFrame(index=adata.var_names))
     for name, values in layers.items():
         expr.layers[name] = values
-    expr.obsm[rep] = adata.obsm[rep]
+    expr.obsm[_RAW_REP] = adata.obsm[rep]
     return expr
 
 
-def _significance_rows(name: str, table: pd.DataFrame, value: str, fdr: float) -> list[tuple]:
-    """Fraction of rows with ``q_value < fdr`` and the mean of ``value`` over the rows of a metric's table."""
+def _significance_row(name: str, table: pd.DataFrame, value: str, fdr: float) -> dict[str, object]:
+    """Fraction of rows with ``q_value < fdr``, with the mean of ``value`` over the rows of a metric's table."""
     hits = int((table["q_value"] < fdr).sum())
-    return [
-        (name, hits / len(table), hits, len(table)),
-        (f"{name}_mean", float(table[value].mean()), np.nan, len(table)),
-    ]
+    return _row(name, hits / len(table), hits, len(table), mean_statistic=table[value].mean())
 
 
 def evaluate_map(
@@ -150,6 +255,8 @@ def evaluate_map(
     control_key: str | None = "is_control",
     output_tvn: bool = True,
     profile_correction: str | None = "standardize",
+    null: str = "permutation",
+    calibration: bool = True,
     sources: SourcesLike = SOURCES,
     threshold: float = 0.05,
     annotations: AnnotationsLike = "CORUM",
@@ -204,9 +311,10 @@ def evaluate_map(
         Metric families among ``"recall"``, ``"phenotypic_activity"``, ``"phenotypic_consistency"``,
         ``"perturbation_consistency"``, ``"perturbation_magnitude"``, ``"interpretability"``. ``None``: all that
         the data allow (activity and magnitude need controls, activity and perturbation consistency replicates
-        (magnitude 5), phenotypic consistency 2 perturbations sharing a label, interpretability controls, 2 batches
-        and expression); the others are listed in ``uns[key_added]["skipped"]`` with the reason. A family named
-        explicitly must run (else a :class:`ValueError` says why it cannot).
+        (magnitude 5), phenotypic consistency 2 perturbations sharing a label, recall 20 perturbation labels of
+        which two form a known relationship (gene symbols), interpretability controls, 2 batches and expression);
+        the others are listed in ``uns[key_added]["skipped"]`` with the reason, and reported. A family named
+        explicitly must run (else a :class:`ValueError` says why it cannot); each family at most once.
     perturbation_key
         Column of ``adata.obs`` with the perturbation (gene) labels.
     batch_key
@@ -219,6 +327,17 @@ def evaluate_map(
     profile_correction
         Correction on each batch's controls of the profiles of the phenotypic activity and the perturbation signal:
         ``"standardize"`` (:func:`~scsemiclip.pp.standardize`), ``"center"``, ``"tvn"`` or ``None`` (as given).
+        Cross-fitted: fitted on a random half of each batch's controls, the other half form the nulls (at least 4
+        controls per batch, else an error names the batch); see docs/evaluation.md, "How the p-values are
+        calibrated".
+    null
+        ``"permutation"`` (calibrated: cross-fitted correction, within-batch permutation nulls of the perturbation
+        signal, activity negatives from the batches of the positives) or ``"efaar"`` (the correction fitted on all
+        controls, efaar's nulls and copairs' negatives: their numbers, not calibrated on small screens).
+    calibration
+        Run :func:`~scsemiclip.tl.calibration_check` on each representation when the controls allow 10
+        pseudo-perturbations (else it is skipped and said in the log): rows ``<family>_calibration`` with the
+        share of pseudo-perturbations at ``p < fdr``, and a :class:`UserWarning` above the nominal rate.
     sources
         Relationship databases of the recall, see :func:`~scsemiclip.tl.known_relationship_recall`.
     threshold
@@ -256,32 +375,74 @@ def evaluate_map(
 
     Returns
     -------
-    A tidy table, one row per representation and metric, columns ``representation``, ``metric``, ``value``,
-    ``n_hits``, ``n_total``. The metrics (rows present for the families that ran):
+    A tidy table, one row per representation and metric (in the order of ``use_reps`` and of the metrics above),
+    with the columns
 
-    ``recall``, ``recall_right``
-        Mean recall over the sources (two-sided; right tail); ``n_hits`` retrieved pairs, ``n_total`` pairs.
-    ``phenotypic_activity``, ``phenotypic_consistency``, ``perturbation_consistency``, ``perturbation_magnitude``
-        Fraction of scored perturbations (labels for consistency) with q-value below ``fdr``; ``n_hits`` of them,
-        ``n_total`` scored.
-    ``phenotypic_activity_mean``, ``phenotypic_consistency_mean``
-        Mean of the mAP over the scored perturbations (labels); ``n_total`` scored.
-    ``perturbation_consistency_mean``, ``perturbation_magnitude_mean``
-        Mean of the statistic (mean cosine; energy distance) over the scored perturbations.
-    ``interpretability``
-        Interpretability preservation score (0-100); ``n_total`` scored test samples.
+    ``representation``
+        The label of the representation (a key of ``use_reps``).
+    ``metric``
+        ``recall``, ``recall_right``, ``phenotypic_activity``, ``phenotypic_consistency``,
+        ``perturbation_consistency``, ``perturbation_magnitude``, ``interpretability`` (the families that ran),
+        and ``<family>_calibration`` for each family of the calibration check.
+    ``value``
+        The headline number, in ``unit``: for ``recall`` (``recall_right``) the unweighted mean over the sources of
+        the fraction of each source's known pairs retrieved in either tail (the top tail); for the four
+        significance metrics the fraction of the scored perturbations (annotation labels for phenotypic
+        consistency) with a Benjamini-Hochberg q-value below ``fdr``; for ``interpretability`` the score (0-100);
+        for a calibration row the fraction of pseudo-perturbations called significant (the false-positive rate).
+    ``unit``
+        ``"fraction"`` (0-1; the CLI and the plots show it in %) or ``"score (0-100)"``.
+    ``n_significant``
+        The count behind a fraction: known pairs retrieved, summed over the sources (the ``value`` of recall is
+        a mean of per-source fractions, so it is not exactly ``n_significant / n_total``), perturbations (labels,
+        pseudo-perturbations) with a q-value below ``fdr``; missing (``<NA>``) for ``interpretability``.
+    ``n_total``
+        What was scored, in the units of ``counted``: the known pairs with both genes in the map, summed over the
+        sources; the perturbations (annotation labels) scored, i.e. with enough replicates (2, or 5 for the
+        magnitude) and, for phenotypic consistency, the labels shared by 2 perturbations of the map; the
+        pseudo-perturbations of a calibration row; for ``interpretability``, the samples the decoder is scored
+        on: every sample, controls included, of the held-out batches whose perturbation is held out as well (the
+        split keeps ``train_fraction`` of the batches and of the perturbations for training).
+    ``counted``
+        What ``n_significant`` and ``n_total`` count: ``"known pairs"``, ``"perturbations"``,
+        ``"annotation labels"``, ``"test samples"`` or ``"pseudo-perturbations"``.
+    ``mean_statistic``
+        The mean over the scored perturbations (labels) of the statistic tested: the mAP (phenotypic activity
+        and consistency), the mean cosine of the replicates (perturbation consistency), the energy distance to
+        the controls (perturbation magnitude); missing (NaN) for the other metrics.
+    ``random_level``
+        What a map without information scores: ``2 * threshold`` (``recall``), ``threshold`` (``recall_right``),
+        25 (``interpretability``, see :data:`~scsemiclip.tl.RANDOM_LEVELS`); NaN for the significance fractions,
+        whose expected value on noise is about 0 (at most ``fdr`` of the perturbations on average).
+    ``fair_across_spaces``
+        Whether the metric compares representations that live in different spaces. ``False`` for phenotypic
+        activity, perturbation consistency and perturbation magnitude: they compare a perturbation's profiles with
+        the controls *in the representation's own space*, so they depend on how tightly that space packs the
+        controls, and a map distilled into the teacher's space (Semi-Clipped) inherits the teacher's separation
+        of perturbations from controls (an activity many times the student's own embedding's).
+        Compare those only between representations of one space. ``True`` for recall, phenotypic consistency
+        (perturbations ranked against each other within the map) and interpretability (a decoder fitted to each
+        representation), and for the calibration rows.
+    ``note``
+        One line on how to read the row (the reason of ``fair_across_spaces = False``, for example).
 
     Also writes ``adata.uns[key_added]`` = ``{"table": <the table>, "details": {label: {family: <its table>}},
-    "skipped": {family: reason}, "params": {...}, "version": ...}`` (h5ad-storable).
+    "skipped": {family: reason}, "params": {...}, "version": ...}`` (h5ad-storable). Progress is reported on one
+    line per representation and metric, and one line per skipped metric with its reason (see
+    :data:`scsemiclip.settings`: ``verbosity`` and ``progress_bar``).
     """
     reps = _labelled(use_reps)
+    missing = [rep for rep in reps.values() if rep not in adata.obsm]
+    if missing:
+        raise KeyError(f"{missing[0]!r} (of `use_reps`) is not in adata.obsm (available: {list(adata.obsm.keys())}).")
+    check_key(key_added, name="key_added")
     threshold = check_threshold(threshold, name="threshold")
     fdr = check_real(fdr, name="fdr", low=0, high=1, low_open=True)
     if protocol not in PROTOCOLS:
         raise ValueError(f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}.")
-    if profile_correction is not None and profile_correction not in _PROFILE_CORRECTIONS:
+    if profile_correction is not None and profile_correction not in PROFILE_CORRECTIONS:
         raise ValueError(
-            f"`profile_correction` must be one of {list(_PROFILE_CORRECTIONS)} or None, got {profile_correction!r}."
+            f"`profile_correction` must be one of {list(PROFILE_CORRECTIONS)} or None, got {profile_correction!r}."
         )
     for key, name in ((perturbation_key, "perturbation_key"), (batch_key, "batch_key"), (control_key, "control_key")):
         check_key(key, name=name, none_ok=name != "perturbation_key")
@@ -293,6 +454,7 @@ def evaluate_map(
         null_perturbations=null_perturbations,
         annotations=annotations,
         layer=layer,
+        sources=sources,
     )
     if not interpretability:
         skipped.pop("interpretability", None)
@@ -303,6 +465,11 @@ def evaluate_map(
         unknown = [m for m in chosen if m not in METRICS]
         if unknown:
             raise ValueError(f"Unknown metric {unknown[0]!r} in `metrics`; choose among {list(METRICS)}.")
+        if not chosen:
+            raise ValueError(f"`metrics` is empty; name at least one of {list(METRICS)}, or pass None for all.")
+        repeated = [m for m in dict.fromkeys(chosen) if chosen.count(m) > 1]
+        if repeated:
+            raise ValueError(f"`metrics` names {repeated[0]!r} more than once; name each metric once.")
         if not interpretability and "interpretability" in chosen:
             raise ValueError("`metrics` names 'interpretability' but `interpretability=False`; drop one of them.")
         impossible = [m for m in chosen if m in skipped]
@@ -314,27 +481,43 @@ def evaluate_map(
     )
     control_families = {"phenotypic_activity", "perturbation_consistency", "perturbation_magnitude"} & set(chosen)
     timer = Timer(f"evaluating {len(reps)} representation(s) with {', '.join(chosen)}")
+    for family, reason in skipped.items():
+        _progress(f"evaluate_map: skipping {family}: {reason}")
     obs_cols = [c for c in dict.fromkeys([perturbation_key, batch_key, control_key]) if c is not None]
     if isinstance(annotations, str) and annotations in adata.obs.columns:
         obs_cols.append(annotations)
     rows, details = [], {}
-    for label, rep in reps.items():
+    for n_rep, (label, rep) in enumerate(reps.items(), start=1):
         work = ad.AnnData(obs=adata.obs[obs_cols].copy())
-        if rep not in adata.obsm:
-            raise KeyError(f"{rep!r} (of `use_reps`) is not in adata.obsm (available: {list(adata.obsm.keys())}).")
-        work.obsm[rep] = adata.obsm[rep]
-        work.obsm[_EVAL_REP] = work.obsm[_PROFILE_REP] = work.obsm[rep]
+        work.obsm[_RAW_REP] = get_rep(adata, rep)  # private keys: a user's key never collides with them
+        work.obsm[_EVAL_REP] = work.obsm[_PROFILE_REP] = work.obsm[_RAW_REP]
         keys = {"batch_key": batch_key, "control_key": control_key}
         if output_tvn and control_key is not None:
-            tvn(work, use_rep=rep, key_added=_EVAL_REP, **keys)
-        if profile_correction is not None and control_key is not None and control_families:
-            _PROFILE_CORRECTIONS[profile_correction](work, use_rep=rep, key_added=_PROFILE_REP, **keys)
+            tvn(work, use_rep=_RAW_REP, key_added=_EVAL_REP, **keys)
+        fitted_key = None
+        if control_key is not None and control_families:  # cross-fitted: the null controls are out of the fit
+            fitted_key = cross_fit(
+                work,
+                use_rep=_RAW_REP,
+                key_added=_PROFILE_REP,
+                correction=profile_correction,
+                null=null,
+                rng=seed,
+                **keys,
+            )
         common = {"use_rep": _EVAL_REP, "perturbation_key": perturbation_key}
-        raw = {"use_rep": _PROFILE_REP, "perturbation_key": perturbation_key}  # the metrics against the controls
+        # the metrics against the controls
+        raw = {
+            "use_rep": _PROFILE_REP,
+            "perturbation_key": perturbation_key,
+            "fitted_key": fitted_key,
+            "batch_key": batch_key if null == "permutation" else None,  # efaar / copairs: every control a negative
+        }
         sig = {"null_size": null_size, "fdr": fdr, "rng": seed, "accelerator": accelerator}
-        signal = {**sig, "null_size": signal_null_size}
+        signal = {**sig, "null_size": signal_null_size, "null": null}
         details[label] = {}
-        for family in chosen:
+        for step, family in enumerate(chosen, start=1):
+            start = time.perf_counter()
             if family == "recall":
                 family_rows, table = _recall_rows(
                     work,
@@ -345,15 +528,15 @@ def evaluate_map(
                 )
             elif family == "phenotypic_activity":
                 table = phenotypic_activity(work, control_key=control_key, **raw, **sig)
-                family_rows = _significance_rows(family, table, "mean_average_precision", fdr)
+                family_rows = [_significance_row(family, table, "mean_average_precision", fdr)]
             elif family == "phenotypic_consistency":
                 table = phenotypic_consistency(work, annotations=annotations, control_key=control_key, **common, **sig)
-                family_rows = _significance_rows(family, table, "mean_average_precision", fdr)
+                family_rows = [_significance_row(family, table, "mean_average_precision", fdr)]
             elif family == "perturbation_consistency":
                 table = perturbation_consistency(
                     work, control_key=control_key, null_perturbations=null_perturbations, **raw, **signal
                 )
-                family_rows = _significance_rows(family, table, "value", fdr)
+                family_rows = [_significance_row(family, table, "value", fdr)]
             elif family == "perturbation_magnitude":
                 table = perturbation_magnitude(
                     work,
@@ -363,12 +546,12 @@ def evaluate_map(
                     **raw,
                     **signal,
                 )
-                family_rows = _significance_rows(family, table, "value", fdr)
+                family_rows = [_significance_row(family, table, "value", fdr)]
             else:
                 expr = _expression(adata, work, rep=rep, layer=layer)
                 score = interpretability_preservation(
                     expr,
-                    use_rep=rep,
+                    use_rep=_RAW_REP,
                     layer=layer,
                     protocol=protocol,
                     rng=seed,
@@ -378,13 +561,64 @@ def evaluate_map(
                     **dict(interpretability_kwargs or {}),
                 )
                 n_test = expr.uns["interpretability_preservation"]["n_test"]
-                family_rows = [("interpretability", float(score["score"]), np.nan, n_test)]
+                level = RANDOM_LEVELS["interpretability"]
+                family_rows = [_row(family, score["score"], pd.NA, n_test, random_level=level, unit="score (0-100)")]
                 table = score.to_frame("value")
-            rows += [(label, *row) for row in family_rows]
+            rows += [{"representation": label, **row} for row in family_rows]
             details[label][family] = table.set_axis(table.index.astype(str))
-    for family, reason in skipped.items():
-        logger.info("evaluate_map: %s skipped (%s)", family, reason)
-    out = pd.DataFrame(rows, columns=COLUMNS).astype({"value": float, "n_hits": float, "n_total": float})
+            done = ", ".join(f"{row['metric']} {_shown(row)}" for row in family_rows)
+            _progress(
+                f"evaluate_map: {label} [{n_rep}/{len(reps)}], {family} [{step}/{len(chosen)}]: {done} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
+        checked = [
+            m
+            for m in CONTROL_FAMILIES
+            if m in control_families and (null_perturbations is None or m == "phenotypic_activity")
+        ]
+        if calibration and control_key is not None and checked:
+            start = time.perf_counter()
+            try:
+                check = calibration_check(
+                    work,
+                    use_rep=_RAW_REP,
+                    metrics=checked,
+                    perturbation_key=perturbation_key,
+                    profile_correction=profile_correction,
+                    null=null,
+                    max_controls=max_controls,
+                    null_size=null_size,
+                    signal_null_size=signal_null_size,
+                    fdr=fdr,
+                    rng=seed,
+                    accelerator=accelerator,
+                    **keys,
+                )
+            except TooFewControls as err:
+                _progress(f"evaluate_map: skipping the calibration check of {label}: {err}")
+            else:
+                rates = check["false_positive_rate"] * check["n_pseudo"]
+                rows += [
+                    {
+                        "representation": label,
+                        **_row(
+                            f"{m}_calibration",
+                            r["false_positive_rate"],
+                            round(rates[m]),
+                            r["n_pseudo"],
+                            counted="pseudo-perturbations",
+                            note=_CALIBRATION_NOTE,
+                        ),
+                    }
+                    for m, r in check.iterrows()
+                ]
+                details[label]["calibration"] = check
+                fpr = ", ".join(f"{m} {100 * r:.1f} %" for m, r in check["false_positive_rate"].items())
+                _progress(
+                    f"evaluate_map: {label} [{n_rep}/{len(reps)}], calibration check (false-positive rates): {fpr} "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
+    out = pd.DataFrame(rows, columns=COLUMNS).astype({"n_significant": "Int64", "fair_across_spaces": bool})
     params = {
         "use_reps": reps,
         "metrics": chosen,
@@ -393,6 +627,8 @@ def evaluate_map(
         "control_key": control_key,
         "output_tvn": output_tvn,
         "profile_correction": profile_correction,
+        "null": null,
+        "calibration": calibration,
         "sources": list(resolve_sources(sources)),
         "threshold": threshold,
         "annotations": annotations if isinstance(annotations, str) else "mapping",

@@ -1,4 +1,4 @@
-"""Transcriptomic interpretability preservation (Bendidi et al. 2024, Tx-Evaluation; SPEC §6).
+"""Transcriptomic interpretability preservation (Bendidi et al. 2024, Tx-Evaluation; docs/evaluation.md).
 
 A decoder is trained to reconstruct expression from the embedding on one part of the batches and perturbations
 and scored on the other part: Spearman correlation per gene and structural integrity of the control-centred
@@ -31,7 +31,7 @@ from scsemiclip._utils import (
     torch_seed,
     version_info,
 )
-from scsemiclip._validate import check_real
+from scsemiclip._validate import check_flag, check_key, check_real
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -246,33 +246,66 @@ def fit_decoder(
     steps at least) and training stops after ``patience`` checks without improvement, keeping the best weights.
     Returns the model (in eval mode) and the number of optimiser steps taken.
     """
+    from scsemiclip.train import torch_threads  # Lightning: imported only when a decoder is trained
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = decoder(x.shape[1], y.shape[1]).to(x.device)
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = _FlatAdamW(model, weight_decay=weight_decay)
     per_epoch = math.ceil(x.shape[0] / batch_size)
     epochs = max(max_epochs, math.ceil(min_steps / per_epoch))
     steps = epochs * per_epoch
     warmup = round(warmup_fraction * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _warmup_cosine(s, warmup=warmup, total=steps))
     check_every = math.ceil(_CHECK_STEPS / per_epoch)
     stopper = _EarlyStopping(model, validation, patience=patience) if validation is not None and patience else None
     taken = 0
-    for epoch in range(epochs):
-        model.train()
-        for idx in torch.randperm(x.shape[0], generator=gen, device=x.device).split(batch_size):
-            loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            taken += 1
-        if stopper is not None and (epoch + 1) % check_every == 0 and stopper.should_stop():
-            break
-    if stopper is not None:
-        stopper.restore()
+    with torch_threads():
+        for epoch in range(epochs):
+            model.train()
+            for idx in torch.randperm(x.shape[0], generator=gen, device=x.device).split(batch_size):
+                loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+                loss.backward()
+                opt.step(lr * _warmup_cosine(taken, warmup=warmup, total=steps))
+                taken += 1
+            if stopper is not None and (epoch + 1) % check_every == 0 and stopper.should_stop():
+                break
+        if stopper is not None:
+            stopper.restore()
     return model.eval(), taken
+
+
+class _FlatAdamW:
+    """AdamW (:class:`torch.optim.AdamW`'s update, element for element) on a model's parameters as one flat buffer.
+
+    The parameters become views of one tensor, so that a step is eight vectorised operations whatever the number of
+    layers (``torch.optim`` loops over the parameters in Python, and its first use imports ``torch._dynamo``, seconds
+    of a short evaluation). Same defaults (betas 0.9 and 0.999, eps 1e-8); the learning rate is given per step.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, weight_decay: float) -> None:
+        self.params = list(model.parameters())
+        with torch.no_grad():
+            self.flat = torch.cat([p.reshape(-1) for p in self.params])
+            for p, view in zip(self.params, self.flat.split([p.numel() for p in self.params]), strict=True):
+                p.data = view.view_as(p)
+        self.grad = torch.zeros_like(self.flat)
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
+        self.weight_decay, self.betas, self.eps, self.steps = weight_decay, (0.9, 0.999), 1e-8, 0
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        """One update with learning rate ``lr`` from the gradients of the last backward pass (then cleared)."""
+        torch.cat([p.grad.reshape(-1) for p in self.params], out=self.grad)
+        for p in self.params:
+            p.grad = None
+        (beta1, beta2), self.steps = self.betas, self.steps + 1
+        self.flat.mul_(1 - lr * self.weight_decay)
+        self.exp_avg.lerp_(self.grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
+        step_size = lr / (1 - beta1**self.steps)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2**self.steps) ** 0.5).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-step_size)
 
 
 class _EarlyStopping:
@@ -329,14 +362,22 @@ def _design(
     return is_ctrl, batch, batch_labels, pert
 
 
-def _counts(adata: AnnData, layer: str | None) -> np.ndarray | sparse.spmatrix:
-    """The expression counts: ``adata.X`` or ``adata.layers[layer]``."""
+def _counts(adata: AnnData, layer: str | None, *, what: str = "adata") -> np.ndarray | sparse.spmatrix:
+    """The expression counts: ``adata.X`` or ``adata.layers[layer]`` (``what`` names the AnnData in errors)."""
     if layer is not None and layer not in adata.layers:
-        raise KeyError(f"`layer={layer!r}` is not in adata.layers (available: {list(adata.layers.keys())}).")
+        raise KeyError(f"`layer={layer!r}` is not in {what}.layers (available: {list(adata.layers.keys())}).")
     counts = adata.X if layer is None else adata.layers[layer]
     if counts is None:
-        raise ValueError("adata.X is empty; give the expression counts in `X` or a `layer`.")
+        raise ValueError(f"{what}.X is empty; give the expression counts in `X` or a `layer`.")
     return counts
+
+
+def _check_options(*, layer: object, weight_decay: object, warmup_fraction: object, key_added: object) -> None:
+    """The options both entry points share, checked before any work."""
+    check_key(layer, name="layer", none_ok=True)
+    check_real(weight_decay, name="weight_decay", low=0)
+    check_real(warmup_fraction, name="warmup_fraction", low=0, high=1)
+    check_key(key_added, name="key_added")
 
 
 _BUDGET_DOC = """\
@@ -354,9 +395,9 @@ max_epochs
 batch_size, lr
     Minibatch size and AdamW learning rate (``None``: the protocol's, 512 and 1e-3 / 1e-4 for ``"paper"``).
 weight_decay
-    AdamW weight decay.
+    AdamW weight decay (>= 0).
 warmup_fraction
-    Share of the training steps spent in the linear warm-up.
+    Share of the training steps spent in the linear warm-up (in [0, 1]).
 min_steps
     Smallest number of optimiser steps (the epochs are extended to reach it; ``None``: the protocol's).
 validation_fraction
@@ -472,7 +513,7 @@ def interpretability_preservation(
     control_key
         Boolean column of ``adata.obs`` marking the controls.
     train_fraction
-        Share of the batches and of the perturbations used for training.
+        Share of the batches and of the perturbations used for training (strictly between 0 and 1).
     {doc_budget}
     key_added
         Key of the result in ``adata.uns``.
@@ -485,6 +526,8 @@ def interpretability_preservation(
     "protocol", the resolved budget}, "n_train": ..., "n_validation": ..., "n_test": ..., "n_steps": ...,
     "version": ...}`` (``n_train`` counts the samples the decoder is fitted on, ``n_steps`` its optimiser steps).
     """
+    _check_options(layer=layer, weight_decay=weight_decay, warmup_fraction=warmup_fraction, key_added=key_added)
+    check_real(train_fraction, name="train_fraction", low=0, high=1, low_open=True, high_open=True)
     timer = Timer(f"interpretability preservation of {use_rep!r}")
     budget = resolve_budget(protocol, (max_epochs, batch_size, lr, min_steps, validation_fraction, patience))
     emb = get_rep(adata, use_rep)
@@ -527,13 +570,19 @@ def interpretability_preservation(
 
 def _target(adata: AnnData, layer: str | None, genes: pd.Index, *, normalize: bool, what: str) -> np.ndarray:
     """The decoded target of ``adata`` over ``genes``: normalised log1p counts, or the values as given."""
+    if not adata.var_names.is_unique:
+        repeated = adata.var_names[adata.var_names.duplicated()]
+        raise ValueError(
+            f"{what}.var_names repeat {repeated.size} gene name(s) (first: {repeated[0]!r}), so the decoded genes are "
+            f"ambiguous; make them unique (e.g. `{what}.var_names_make_unique()`)."
+        )
     missing = genes.difference(adata.var_names)
     if missing.size:
         raise ValueError(
             f"{what}.var_names lack {missing.size} of the {genes.size} genes decoded (first: {missing[0]!r}); "
             "give the test set the training set's genes (e.g. reindex it)."
         )
-    counts = _counts(adata, layer)[:, adata.var_names.get_indexer(genes)]
+    counts = _counts(adata, layer, what=what)[:, adata.var_names.get_indexer(genes)]
     where = f"{what}.X" if layer is None else f"{what}.layers[{layer!r}]"
     if normalize:
         return normalized_expression(counts, name=where)
@@ -612,6 +661,8 @@ def interpretability_preservation_split(
     "n_train": ..., "n_validation": ..., "n_test": ..., "n_steps": ..., "version": ...}``; ``test`` is not
     modified.
     """
+    _check_options(layer=layer, weight_decay=weight_decay, warmup_fraction=warmup_fraction, key_added=key_added)
+    check_flag(normalize, name="normalize")
     timer = Timer(f"interpretability preservation of {use_rep!r} on a given split")
     budget = resolve_budget(protocol, (max_epochs, batch_size, lr, min_steps, validation_fraction, patience))
     test_rep = use_rep if test_rep is None else test_rep

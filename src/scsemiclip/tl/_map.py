@@ -1,4 +1,4 @@
-"""Mean average precision: phenotypic activity and consistency (copairs 0.5.5, cytomining; SPEC §6).
+"""Mean average precision: phenotypic activity and consistency (copairs 0.5.5, cytomining; docs/evaluation.md).
 
 A query profile ranks its candidates (positives and negatives) by cosine similarity; its average precision (AP) is
 the mean over its positives of the precision at each positive's rank. Similarities, rank keys and ties follow
@@ -11,6 +11,7 @@ of a group's mAP is the draw-wise mean of its members' nulls (copairs' ``get_map
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,18 @@ from scsemiclip._core import (
     unit_rows,
 )
 from scsemiclip._docs import doc_params
-from scsemiclip._keys import canonical_keys
-from scsemiclip._utils import RNGLike, Timer, check_obs_keys, control_mask, get_rep, storable, torch_seed, version_info
+from scsemiclip._keys import canonical_keys, canonical_value, is_missing
+from scsemiclip._utils import (
+    RNGLike,
+    Timer,
+    batch_codes,
+    check_obs_keys,
+    control_mask,
+    get_rep,
+    storable,
+    torch_seed,
+    version_info,
+)
 from scsemiclip._validate import check_int, check_key, check_real
 from scsemiclip.datasets import gene_sets
 
@@ -41,7 +52,7 @@ if TYPE_CHECKING:
 #: Elements of a similarity block (query rows x candidates) processed at once.
 BLOCK_ELEMENTS = 2**24
 
-AnnotationsLike = str | Mapping[str, str | Iterable[str]]
+AnnotationsLike = str | os.PathLike | Mapping[str, str | Iterable[str]]
 
 doc_significance = """\
 null_size
@@ -77,6 +88,16 @@ def significance_columns(p_values: np.ndarray, fdr: float) -> dict[str, np.ndarr
     """``p_value``, BH ``q_value`` and ``significant`` (``q_value < fdr``) columns of a result table."""
     q_values = benjamini_hochberg(p_values)
     return {"p_value": p_values, "q_value": q_values, "significant": q_values < fdr}
+
+
+def screen_batches(adata: AnnData, batch_key: str | None) -> tuple[np.ndarray, pd.Index]:
+    """Batch codes and labels of ``obs[batch_key]``; a missing column is an error that names ``batch_key``."""
+    if batch_key is not None and batch_key not in adata.obs.columns:
+        raise KeyError(
+            f"adata.obs has no column {batch_key!r} (`batch_key`); pass the batch column, or `batch_key=None` when "
+            "the data are one batch."
+        )
+    return batch_codes(adata, batch_key)
 
 
 def store_table(adata: AnnData, key_added: str, table: pd.DataFrame, params: dict[str, object]) -> None:
@@ -150,6 +171,8 @@ def phenotypic_activity(
     use_rep: str,
     perturbation_key: str = "perturbation",
     control_key: str = "is_control",
+    batch_key: str | None = "batch",
+    fitted_key: str | None = None,
     null_size: int = 10000,
     fdr: float = 0.05,
     rng: RNGLike = 0,
@@ -162,7 +185,12 @@ def phenotypic_activity(
     negatives all the controls. The AP of each query (cosine similarity, ties as copairs) is averaged per
     perturbation. Equal to copairs 0.5.5 (``average_precision`` with ``pos_sameby=[perturbation, reference]``,
     ``neg_diffby=[perturbation, reference]``, controls getting distinct reference indices, then
-    ``mean_average_precision``) on the same profiles; p-values agree within Monte-Carlo error.
+    ``mean_average_precision``) on the same profiles with ``batch_key=None``; p-values agree within Monte-Carlo
+    error. The null (random rankings) is valid when the positives are exchangeable with the negatives relative to
+    the query, so by default a query's negatives are the controls of the batches that hold its positives (a query
+    whose replicates share its batch is not compared with the controls of other batches, which batch effects set
+    apart), and no negative may have entered the fit of a correction of the embedding (``fitted_key``); see
+    docs/evaluation.md, "How the p-values are calibrated".
 
     Parameters
     ----------
@@ -174,6 +202,13 @@ def phenotypic_activity(
         Column of ``adata.obs`` with the perturbation labels.
     control_key
         Boolean column of ``adata.obs`` marking the negative controls (the negatives of every query).
+    batch_key
+        Column of ``adata.obs`` with the batch: a query's negatives are the controls of the batches of its
+        positives. ``None``: every control is a negative of every query (copairs' definition).
+    fitted_key
+        Boolean column of ``adata.obs`` marking the controls a correction of the embedding was fitted on (as
+        :func:`~scsemiclip.tl.evaluate_map` cross-fits): they are not negatives (a correction makes its own
+        controls look more alike than any other profile). ``None``: every control is a negative.
     {doc_significance}
 
     Returns
@@ -184,28 +219,44 @@ def phenotypic_activity(
     ``n_replicates``
         Number of profiles of the perturbation.
     ``n_positives``, ``n_candidates``
-        Positives (``n_replicates - 1``) and candidates (positives plus controls) of each query.
+        Positives (``n_replicates - 1``) and mean number of candidates (positives plus negatives) of its queries.
 
     Also writes ``adata.uns[key_added]`` = ``{{"table": <the table>, "params": {{use_rep, perturbation_key,
-    control_key, null_size, fdr, n_controls, unscored}}, "version": ...}}`` (``unscored``: the single-profile
-    perturbations).
+    control_key, batch_key, fitted_key, null_size, fdr, n_controls, unscored}}, "version": ...}}``
+    (``n_controls``: the controls that can be negatives; ``unscored``: the single-profile perturbations).
 
     Raises
     ------
     ValueError
-        Without controls, when no perturbation has at least 2 profiles (no replicates), or for a profile of norm 0.
+        Without controls (outside ``fitted_key``), when every row is a control, when no perturbation has at least
+        2 profiles (no replicates), or for a profile of norm 0.
     """
     check_key(perturbation_key, name="perturbation_key")
     check_key(control_key, name="control_key")
+    check_key(batch_key, name="batch_key", none_ok=True)
+    check_key(fitted_key, name="fitted_key", none_ok=True)
     null_size, fdr = check_significance(null_size, fdr)
     timer = Timer(f"phenotypic activity of {use_rep!r}")
+    batch, batch_labels = screen_batches(adata, batch_key)
     x = get_rep(adata, use_rep)
     is_control = control_mask(adata, control_key)
-    check_obs_keys(adata, [perturbation_key])
-    if not is_control.any():
+    fitted = control_mask(adata, fitted_key) if fitted_key is not None else np.zeros(adata.n_obs, dtype=bool)
+    if (fitted & ~is_control).any():
         raise ValueError(
-            f"adata.obs[{control_key!r}] marks no control; phenotypic activity ranks replicates against the "
-            "controls (mark them with `scsemiclip.pp.mark_controls`)."
+            f"adata.obs[{fitted_key!r}] (`fitted_key`) marks rows that are not controls of `control_key`; it must "
+            "mark the controls a correction was fitted on."
+        )
+    check_obs_keys(adata, [perturbation_key])
+    if not (is_control & ~fitted).any():
+        raise ValueError(
+            f"adata.obs[{control_key!r}] marks no control"
+            + (" outside `fitted_key`" if fitted.any() else "")
+            + "; phenotypic activity ranks replicates against the controls (mark them with "
+            "`scsemiclip.pp.mark_controls`)."
+        )
+    if is_control.all():
+        raise ValueError(
+            f"Every row of adata is a control (adata.obs[{control_key!r}]): there is no perturbation to score."
         )
     labels, missing = canonical_keys(adata.obs[perturbation_key])
     bad = np.flatnonzero(missing & ~is_control)
@@ -233,10 +284,24 @@ def phenotypic_activity(
 
     device = resolve_device(accelerator)
     unit = unit_rows(torch.as_tensor(np.asarray(x, dtype=np.float64), device=device), what=f"obsm[{use_rep!r}]")
+    negative_rows = np.flatnonzero(is_control & ~fitted)
     queries, controls = (
         unit[torch.as_tensor(query_rows, device=device)],
-        unit[torch.as_tensor(np.flatnonzero(is_control), device=device)],
+        unit[torch.as_tensor(negative_rows, device=device)],
     )
+    # a query's negatives: the controls of the batches of its positives
+    allowed = np.zeros((query_rows.size, int(batch.max()) + 1), dtype=bool)
+    where = np.nonzero(pos_valid)
+    allowed[where[0], batch[query_rows[pos_index[where]]]] = True
+    n_negatives = allowed.astype(np.int64) @ np.bincount(batch[negative_rows], minlength=allowed.shape[1])
+    if not (n_negatives > 0).all():
+        first = np.flatnonzero(n_negatives == 0)[0]
+        where = batch_labels.tolist()[batch[query_rows[pos_index[first, 0]]]]
+        raise ValueError(
+            f"Batch {where!r} of adata.obs[{batch_key!r}] holds replicates of {labels[query_rows[first]]!r} but no control "
+            "(outside `fitted_key`) to rank them against; add controls to every batch with perturbations, or pass "
+            "`batch_key=None` to rank against the controls of every batch."
+        )
     ap = np.empty(query_rows.size)
     step = max(1, BLOCK_ELEMENTS // (controls.shape[0] + pos_index.shape[1] * unit.shape[1]))
     for s in range(0, query_rows.size, step):
@@ -246,9 +311,11 @@ def phenotypic_activity(
         pos_keys = (1 - cos.to(torch.float32)).masked_fill(
             ~torch.as_tensor(pos_valid[s : s + step], device=device), torch.inf
         )
-        ap[s : s + step] = average_precision(rank_keys(block, controls), pos_keys).cpu().numpy()
+        excluded = torch.as_tensor(~allowed[s : s + step][:, batch[negative_rows]], device=device)
+        negative_keys = rank_keys(block, controls).masked_fill(excluded, torch.inf)
+        ap[s : s + step] = average_precision(negative_keys, pos_keys).cpu().numpy()
     n_pos = sizes[member_group] - 1
-    configs = np.stack([n_pos, n_pos + controls.shape[0]], axis=1)
+    configs = np.stack([n_pos, n_pos + n_negatives], axis=1)
     table = _map_table(
         ap, configs, member_group, pd.Index(perts[scored], name=perturbation_key), null_size=null_size, fdr=fdr, rng=rng
     )
@@ -258,9 +325,11 @@ def phenotypic_activity(
         "use_rep": use_rep,
         "perturbation_key": perturbation_key,
         "control_key": control_key,
+        "batch_key": batch_key,
+        "fitted_key": fitted_key,
         "null_size": null_size,
         "fdr": fdr,
-        "n_controls": int(is_control.sum()),
+        "n_controls": int((is_control & ~fitted).sum()),
         "unscored": unscored,
     }
     store_table(adata, key_added, table, params)
@@ -268,35 +337,40 @@ def phenotypic_activity(
     return table
 
 
+def _label_set(value: object) -> set[str]:
+    """Canonical annotation labels of one perturbation of a mapping: a label or an iterable of labels (missing: none)."""
+    values = [value] if isinstance(value, str) or not isinstance(value, Iterable) else value
+    return {canonical_value(v) for v in values if not is_missing(v)}
+
+
 def _annotation_sets(
     adata: AnnData, annotations: AnnotationsLike, perturbation_key: str | None, control_key: str | None
 ) -> dict[str, set[str]]:
-    """``{perturbation label: set of annotation labels}`` from an obs column, a mapping or a gene-set name."""
+    """``{perturbation label: set of annotation labels}`` from an obs column, a mapping or a gene-set collection.
+
+    Perturbations and labels are canonical texts (:mod:`scsemiclip._keys`), as the labels of the map, so that a
+    mapping keyed by ``29`` annotates the label ``29.0``; missing values (``None``, NaN) are no label.
+    """
     if isinstance(annotations, str) and annotations in adata.obs.columns:
-        if perturbation_key is None:
-            perts = np.asarray(adata.obs_names.astype(str), dtype=object)
-        else:
-            perts, _ = canonical_keys(adata.obs[perturbation_key])
+        perts, _ = canonical_keys(adata.obs_names if perturbation_key is None else adata.obs[perturbation_key])
         keep = ~control_mask(adata, control_key) if control_key is not None else np.ones(adata.n_obs, dtype=bool)
-        values = adata.obs[annotations]
-        keep &= values.notna().to_numpy()
-        frame = pd.DataFrame({"pert": perts[keep], "label": values.to_numpy()[keep].astype(str)}).drop_duplicates()
+        labels, missing = canonical_keys(adata.obs[annotations])
+        keep &= ~missing
+        frame = pd.DataFrame({"pert": perts[keep], "label": labels[keep]}).drop_duplicates()
         return {p: set(group) for p, group in frame.groupby("pert", sort=False)["label"]}
+    out: dict[str, set[str]] = {}
     if isinstance(annotations, Mapping):
-        out: dict[str, set[str]] = {}
         for pert, value in annotations.items():
-            values = [value] if isinstance(value, str) else list(value)
-            out[str(pert)] = {str(v) for v in values}
+            out.setdefault(canonical_value(pert), set()).update(_label_set(value))
         return out
-    if isinstance(annotations, str):
-        out = {}
+    if isinstance(annotations, str | os.PathLike):
         for name, genes in gene_sets(annotations).items():
             for gene in genes:
-                out.setdefault(gene, set()).add(name)
+                out.setdefault(canonical_value(gene), set()).add(name)
         return out
     raise TypeError(
-        "`annotations` must be an adata.obs column, a {perturbation: labels} mapping or a gene-set name of "
-        f"`scsemiclip.datasets.gene_sets`, got {type(annotations).__name__}."
+        "`annotations` must be an adata.obs column, a {perturbation: labels} mapping, a gene-set name of "
+        f"`scsemiclip.datasets.gene_sets` or the path of a GMT file, got {type(annotations).__name__}."
     )
 
 
@@ -416,7 +490,7 @@ def phenotypic_consistency(
     table.insert(4, "n_perturbations", sizes[kept])
     params = {
         "use_rep": use_rep,
-        "annotations": annotations if isinstance(annotations, str) else "mapping",
+        "annotations": "mapping" if isinstance(annotations, Mapping) else os.fspath(annotations),
         "perturbation_key": perturbation_key,
         "control_key": control_key,
         "null_size": null_size,

@@ -1,4 +1,4 @@
-"""Random baselines of an embedding (the paper's "Random baseline" rows; SPEC §6)."""
+"""Random baselines of an embedding (the paper's "Random baseline" rows; docs/method.md, "Baselines and statistics")."""
 
 from __future__ import annotations
 

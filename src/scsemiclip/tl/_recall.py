@@ -1,4 +1,4 @@
-"""Known biological relationship recall (Celik et al. 2024, ``efaar_benchmarking``; SPEC §6).
+"""Known biological relationship recall (Celik et al. 2024, ``efaar_benchmarking``; docs/evaluation.md).
 
 Same definition as ``efaar_benchmarking.benchmarking.known_relationship_benchmark`` (null of all ``i < j`` cosine
 similarities, left and right ``searchsorted`` percentile ranks, both tails), vectorised: relationship pairs become

@@ -7,13 +7,17 @@ stays light.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anndata as ad
+import numpy as np
 
-from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, storable, version_info
+from scsemiclip._core import EIGENVALUE_FLOOR
+from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, storable, torch_seed, version_info
 from scsemiclip._validate import check_choice, check_flag, check_int, check_key, check_real
+
+from ._recipes import AUTO_PATIENCE, SCHEDULES, VALIDATION_OPTIONS, has_validation, resolve_schedule, select_recipe
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -70,17 +74,20 @@ def fit_semiclipped(
     teacher_control_key: str | None = None,
     teacher_tvn: bool = True,
     objective: str = "semiclipped",
-    pea: bool = True,
+    recipe: str = "auto",
+    schedule: str = "auto",
+    pea: bool | None = None,
     inference_tvn: bool | None = None,
     p_drop: float = 0.5,
     min_control_fraction: float = 0.25,
     pea_bank_size: int = 16,
-    pea_transforms: Sequence[str] = ("center", "standardize", "tvn"),
+    pea_transforms: Sequence[str] | None = None,
     coral_reg: float = 0.5,
+    eigenvalue_floor: float | None = None,
     augmentations: Sequence[str | Augmentation] | None = None,
     augmentation_kwargs: dict[str, dict] | None = None,
-    max_epochs: int = 150,
-    batch_size: int = 1024,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
     lr: float = 1e-3,
     optimizer: str = "sgd",
     temperature: float = 0.1,
@@ -126,17 +133,38 @@ def fit_semiclipped(
         as given (e.g. gene-level profiles).
     objective
         ``"semiclipped"`` (a student adapter against the frozen teacher) or ``"clip"`` (an adapter on both sides).
+    recipe
+        ``"base"`` (no PEA, raw inputs), ``"inference_tvn"`` (no PEA, TVN-corrected inputs), ``"pea"`` (the
+        paper's recipe), ``"pea_no_whitening"`` (PEA with centering and standardization, raw inputs) or ``"auto"``:
+        chosen by short pilot fits of the four on the validation split (docs page "Validation, recipes and
+        tuning"): the held-out keys' mean phenotypic-activity mAP after output TVN when they have replicates and the
+        data controls, else held-out top-1 retrieval, else the held-out loss. The pilots are tenth-length fits,
+        together at most 1.5 times the shortest full fit (6 epochs each with early stopping of patience 15), so
+        ``"auto"`` costs at most 2.5 fixed fits. ``"auto"`` without a validation split (``schedule="paper"``, or
+        fewer than 40 pairing keys) is ``"pea"`` (``"base"`` without controls); with ``pea`` / ``inference_tvn`` /
+        ``pea_transforms`` given it is those flags. A fixed recipe with a flag that differs from it is an error.
+    schedule
+        ``"auto"``: at most 150 epochs, minibatches of at most ``n_pairs / 16`` (a power of 2 within 32..1024: at
+        least 16 optimiser steps per epoch), 10 % of the pairing keys held out, early stopping on
+        ``validation_loss`` (patience 15 epochs) and the best weights kept. ``"paper"``: the paper's 150 epochs
+        of 1,024 pairs without validation (with ``recipe="auto"``: the paper's recipe): the fit of earlier versions
+        bit for bit. ``max_epochs``, ``batch_size`` and validation options given in ``train_kwargs`` win.
     pea
-        Perturbation Embedding Augmentation during training.
+        Perturbation Embedding Augmentation during training (``None``: the recipe's).
     inference_tvn
-        TVN on the data's own controls before the adapter (``None``: when the student has controls).
+        TVN on the data's own controls before the adapter (``None``: the recipe's).
     p_drop, min_control_fraction, pea_bank_size
         PEA step dropout, smallest control fraction and corrections per batch and epoch (see
         :class:`~scsemiclip.model.SemiClipped` for the ablation of the paper's Table 2).
     pea_transforms
-        Corrections PEA draws from (``"center"``, ``"standardize"``, ``"tvn"``).
+        Corrections PEA draws from (``"center"``, ``"standardize"``, ``"tvn"``; ``None``: the recipe's).
     coral_reg
         Ridge of the CORAL steps (teacher and input TVN, PEA).
+    eigenvalue_floor
+        Robust whitening of the TVN corrections that feed the adapter (teacher and input TVN, PEA's TVN maps): no
+        control direction is scaled up by more than ``1 / sqrt(eigenvalue_floor)`` times the best-conditioned one
+        (docs/method.md); 0 whitens fully (the earlier fit, bit for bit). ``None``: the schedule's (``"auto"``:
+        ``1e-3``; ``"paper"``: 0, so that the paper's schedule gives the earlier fit bit for bit).
     augmentations
         Training-time augmentations of the student, in order: names of :data:`scsemiclip.module.AUGMENTATIONS`
         (``"mwo"``, ``"scvi_denoise"``, ``"mdwgan_gp"``, ``"scgft"``), :class:`~scsemiclip.module.Augmentation`
@@ -145,9 +173,9 @@ def fit_semiclipped(
     augmentation_kwargs
         Options of the named augmentations, by name (e.g. ``{"scvi_denoise": {"scvi_model": vae}}``).
     max_epochs
-        Training epochs.
+        Training epochs (the most, with early stopping); ``None``: the schedule's (150).
     batch_size
-        Minibatch size per device (in-batch negatives).
+        Minibatch size per device (in-batch negatives); ``None``: the schedule's.
     lr
         Peak learning rate (cosine schedule).
     optimizer
@@ -168,9 +196,11 @@ def fit_semiclipped(
     student_mod, teacher_mod
         Modality names in a MuData.
     **train_kwargs
-        Passed to :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>` (``strategy``, ``plan_kwargs``,
-        Lightning trainer options such as ``enable_progress_bar=False``); ``plan_kwargs`` entries override
-        ``lr`` / ``optimizer``.
+        Passed to :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>`: the validation options of
+        scvi-tools (``train_size``, ``validation_size``, ``shuffle_set_split``, ``early_stopping``,
+        ``early_stopping_monitor``, ``early_stopping_patience``, ``check_val_every_n_epoch``; they override the
+        schedule's), ``strategy``, ``plan_kwargs`` (its entries override ``lr`` / ``optimizer``) and Lightning
+        trainer options such as ``enable_progress_bar=False``.
 
     Returns
     -------
@@ -179,14 +209,20 @@ def fit_semiclipped(
     ``obsm[key_added]``
         ``f_S(TVN(z_S))`` for every row, controls included (float32, teacher dimension).
     ``uns[key_added]``
-        ``params`` (the arguments), ``final_losses`` (last epoch's value of each logged training metric),
-        ``pair_counts`` (see :class:`~scsemiclip.model.SemiClipped`: trained, control and unpaired samples and
-        keys on both sides) and ``version``.
+        ``params`` (the arguments, ``max_epochs`` / ``batch_size`` / validation options as resolved),
+        ``final_losses`` (last value of each metric of the history, training and validation), ``pair_counts``
+        (see :class:`~scsemiclip.model.SemiClipped`: trained, control and unpaired samples and keys on both
+        sides), ``recipe`` (``chosen``: the recipe's name, ``"custom"`` for flags matching none; ``scores``: every
+        candidate's score, empty unless ``"auto"`` chose; ``criterion``: how it was chosen; ``pilot_epochs``: the
+        epochs of each of ``"auto"``'s four pilot fits, 0 without), ``validation_keys``
+        (the held-out pairing keys) and ``version``.
+
+    The model's ``recipe_scores_`` holds the candidates' scores and ``init_args["recipe"]`` the recipe.
 
     Nothing else of either input is modified (the model is set up on a light copy holding ``obs`` and the
     embedding).
     """
-    from scsemiclip.model import SemiClipped
+    from scsemiclip.model import RECIPES, SemiClipped, recipe_of
     from scsemiclip.module import OBJECTIVES
 
     arguments = dict(locals())
@@ -194,11 +230,13 @@ def fit_semiclipped(
         check_key(arguments[name], name=name)
     for name in ("batch_key", "control_key", "teacher_batch_key", "teacher_control_key"):
         check_key(arguments[name], name=name, none_ok=True)
-    check_int(max_epochs, name="max_epochs", minimum=1)
-    check_int(batch_size, name="batch_size", minimum=1)
+    check_int(max_epochs, name="max_epochs", minimum=1, none_ok=True)
+    check_int(batch_size, name="batch_size", minimum=1, none_ok=True)
     check_real(lr, name="lr", low=0, low_open=True)
     check_key(optimizer, name="optimizer")
     check_choice(objective, name="objective", choices=sorted(OBJECTIVES))
+    check_choice(recipe, name="recipe", choices=[*RECIPES, "auto"])
+    check_choice(schedule, name="schedule", choices=SCHEDULES)
     student, teacher_ad = _modalities(adata, teacher, student_mod=student_mod, teacher_mod=teacher_mod)
     key = default_key(student_rep, "semiclipped", key_added)
     timer = Timer(f"fitting Semi-Clipped on obsm[{student_rep!r}] with teacher obsm[{teacher_rep!r}]")
@@ -207,25 +245,68 @@ def fit_semiclipped(
     SemiClipped.setup_anndata(
         light, student_rep=student_rep, pair_keys=pair_keys, batch_key=batch_key, control_key=control_key
     )
-    model = SemiClipped(light, teacher_ad, **{name: arguments[name] for name in model_options()})
-    plan_kwargs = {"lr": lr, "optimizer": optimizer, **dict(train_kwargs.pop("plan_kwargs", None) or {})}
-    model.train(
-        max_epochs,
+    flags = {name: arguments[name] for name in ("pea", "inference_tvn", "pea_transforms")}
+    options = {name: arguments[name] for name in model_options()}
+    if eigenvalue_floor is None:
+        options["eigenvalue_floor"] = 0.0 if schedule == "paper" else EIGENVALUE_FLOOR
+    if recipe == "auto" and any(v is not None for v in flags.values()):
+        options["recipe"] = None  # the flags given decide
+    elif recipe == "auto":  # chosen below when there is a validation split and controls
+        options["recipe"] = "pea" if control_key is not None else "base"
+    model = SemiClipped(light, teacher_ad, **options)
+    max_epochs, batch_size, train_kwargs = resolve_schedule(
+        schedule,
+        n_pairs=model.pair_counts_["n_student_paired"],
+        n_keys=model.pair_counts_["n_keys_paired"],
+        max_epochs=max_epochs,
         batch_size=batch_size,
-        accelerator=accelerator,
-        devices=devices,
-        plan_kwargs=plan_kwargs,
-        **train_kwargs,
+        train_kwargs=train_kwargs,
     )
+    plan_kwargs = {"lr": lr, "optimizer": optimizer, **dict(train_kwargs.pop("plan_kwargs", None) or {})}
+    fit = {"batch_size": batch_size, "accelerator": accelerator, "devices": devices, "plan_kwargs": plan_kwargs}
+    scores, criterion, pilot_epochs = {}, "the recipe given" if recipe != "auto" else "the flags given", 0
+    if recipe == "auto" and options["recipe"] == "pea" and has_validation(train_kwargs):
+        if rng is None or isinstance(rng, np.random.Generator):  # every candidate sees the same split
+            options["rng"] = torch_seed(rng)
+
+        def pilot(name: str) -> Callable[[int], SemiClipped]:
+            def run(epochs: int) -> SemiClipped:
+                candidate = SemiClipped(light, teacher_ad, **{**options, "recipe": name})
+                pilot_kwargs = {**train_kwargs, "early_stopping": False, "check_val_every_n_epoch": epochs}
+                candidate.train(epochs, **fit, **{**pilot_kwargs, "enable_progress_bar": False})
+                return candidate
+
+            return run
+
+        stops = train_kwargs.get("early_stopping", False)
+        shortest = int(train_kwargs.get("early_stopping_patience", AUTO_PATIENCE)) + 1 if stops else max_epochs
+        pilots = {name: pilot(name) for name in RECIPES}
+        chosen, scores, criterion, pilot_epochs = select_recipe(pilots, max_epochs=max_epochs, min_epochs=shortest)
+        model = SemiClipped(light, teacher_ad, **{**options, "recipe": chosen})
+    elif recipe == "auto" and options["recipe"] is not None:
+        criterion = "no controls: the base recipe" if control_key is None else "no validation split: the paper's recipe"
+    model.train(max_epochs, **fit, **train_kwargs)
+    model.recipe_scores_ = scores
     student.obsm[key] = model.get_latent_representation()
     history = model.history or {}
     init_args = {k: v for k, v in model.init_args.items() if k not in _DATA_ARGS}
+    chosen = init_args["recipe"] or recipe_of(
+        pea=model.pea, inference_tvn=model.inference_tvn, pea_transforms=init_args["pea_transforms"]
+    )
+    validation = {name: train_kwargs[name] for name in VALIDATION_OPTIONS if name in train_kwargs}
     params = {**model.setup_args, **init_args, "max_epochs": max_epochs, "batch_size": batch_size}
     student.uns[key] = storable(
         {
-            "params": {**params, "plan_kwargs": plan_kwargs},
+            "params": {**params, "schedule": schedule, **validation, "plan_kwargs": plan_kwargs},
             "final_losses": {name: float(df.iloc[-1, 0]) for name, df in history.items() if len(df)},
             "pair_counts": model.pair_counts_,
+            "recipe": {
+                "chosen": chosen or "custom",
+                "scores": scores,
+                "criterion": criterion,
+                "pilot_epochs": pilot_epochs,
+            },
+            "validation_keys": [list(map(str, k)) for k in model.validation_keys_],
             "version": version_info(),
         }
     )

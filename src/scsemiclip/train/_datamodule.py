@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
 from scsemiclip._docs import doc_params, doc_stage
+
+if TYPE_CHECKING:
+    from lightning.pytorch.strategies import Strategy
+
+#: Start methods of Lightning's DDP strategy names.
+_DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
+def shared_float32(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a float32 CPU tensor, sharing its memory when it is float32 already (it is only read, never written).
+
+    A read-only array (e.g. a memory-mapped file) is shared too: torch's warning about non-writable arrays is
+    silenced because nothing writes into the tensor.
+    """
+    if x.dtype != np.float32:
+        return torch.from_numpy(x.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(x)
+
+
+def ddp_without_buffer_broadcast(strategy: str | Strategy) -> str | Strategy:
+    """Lightning's DDP strategy names as ``DDPStrategy(broadcast_buffers=False)`` (the frozen teacher is a buffer)."""
+    if isinstance(strategy, str) and strategy in _DDP_START_METHODS:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(broadcast_buffers=False, start_method=_DDP_START_METHODS[strategy])
+    return strategy
 
 
 class PermutationBatches:
@@ -70,6 +100,9 @@ class DeviceDataSplitter(LightningDataModule):
     rows
         Indices of the training rows of ``tensors`` (default: every row). The minibatches gather these rows from
         the full tensors, so a model can hand over its whole (shared, uncopied) embedding.
+    validation_rows
+        Indices of the held-out rows (validated by :class:`~scsemiclip.train.HeldOutValidation`, not yielded here);
+        recorded as scvi-tools' ``val_idx`` / ``n_val`` (``train_idx``: the training rows).
     """
 
     def __init__(
@@ -79,6 +112,7 @@ class DeviceDataSplitter(LightningDataModule):
         batch_size: int,
         seed: int = 0,
         rows: np.ndarray | torch.Tensor | None = None,
+        validation_rows: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         sizes = {k: v.shape[0] for k, v in tensors.items()}
@@ -96,7 +130,9 @@ class DeviceDataSplitter(LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.n_train = n_rows if rows is None else rows.shape[0]
-        self.n_val = 0
+        self.train_idx = np.arange(n_rows) if rows is None else rows.numpy()
+        self.val_idx = np.asarray([] if validation_rows is None else validation_rows, dtype=np.int64)
+        self.n_val = len(self.val_idx)
         self._batches: PermutationBatches | None = None
 
     @doc_params(doc_stage=doc_stage)

@@ -89,6 +89,8 @@ class SemiClippedTrainingPlan(TrainingPlan):
         self.optimizer_choice = optimizer
         self.momentum = momentum
         self.seed = seed
+        #: The error of a training whose loss became NaN or infinite (``None`` while it did not).
+        self.diverged: TrainingDivergedError | None = None
 
     # No validation: the data module has no validation split, and Lightning warns about a validation step
     # (inherited from scvi-tools' plan) without validation data. Lightning's own no-op counts as "not defined".
@@ -142,18 +144,28 @@ class SemiClippedTrainingPlan(TrainingPlan):
     def on_train_epoch_end(self) -> None:
         """Stop training with an error naming the epoch and step if a loss of the epoch was not finite.
 
+        In one process the training stops and the error is kept in :attr:`diverged`, which
+        :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>` raises once Lightning has returned (scvi-tools'
+        runner prints a misleading "Exception raised during training. NameError" line for any error raised inside
+        it); under DDP, whose spawned ranks do not hand the plan back, it is raised here.
+
         Raises
         ------
         TrainingDivergedError
-            When a minibatch loss of the epoch was NaN or infinite (checked once per epoch: no host
+            Under DDP, when a minibatch loss of the epoch was NaN or infinite (checked once per epoch: no host
             synchronisation per step).
         """
         step = int(self.all_gather(self._first_bad_step).max())  # every rank stops together under DDP
         if step >= 0:
-            raise TrainingDivergedError(
+            self.diverged = TrainingDivergedError(
                 f"The training loss became NaN or infinite at epoch {self.current_epoch}, step {step} of the epoch; "
-                f"the adapter is unusable. Lower the learning rate (`lr={self.lr:g}`), or check the embeddings."
+                f"the adapter is unusable. Lower the learning rate (`lr={self.lr:g}`), or check the embeddings and the "
+                "options of the objective and the augmentations (`objective_kwargs`, `augmentations`, "
+                "`augmentation_kwargs`): a bad option can make the loss diverge too."
             )
+            if self.trainer.world_size > 1:
+                raise self.diverged
+            self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
         """Release the PEA bank."""

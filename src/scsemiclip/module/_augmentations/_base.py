@@ -30,6 +30,8 @@ from typing import ClassVar, NamedTuple, TypeVar
 import torch
 from torch import nn
 
+from scsemiclip._validate import check_real
+
 #: The augmentations by name (see :func:`~scsemiclip.module.register_augmentation`).
 AUGMENTATIONS: dict[str, type[Augmentation]] = {}
 #: Name of PEA in a sequence of augmentations.
@@ -66,9 +68,7 @@ class Augmentation(nn.Module, abc.ABC):
 
     def __init__(self, *, p: float) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"`p` of augmentation {type(self).__name__} must be in [0, 1], got {p}.")
-        self.p = p
+        self.p = check_real(p, name="p", low=0, high=1)
 
     def params(self) -> dict[str, float | int | bool | str]:
         """The scalar settings of the augmentation (its keyword arguments), as stored in ``uns`` and by ``save``.
@@ -147,6 +147,12 @@ class Augmentation(nn.Module, abc.ABC):
         if self.needs_index and index is None:
             raise RuntimeError(f"Augmentation {self.name!r} needs the row index of every sample in the minibatch.")
         new = self.augment(x, Minibatch(batch, key, index), generator)
+        if not isinstance(new, torch.Tensor) or new.shape != x.shape:
+            got = tuple(new.shape) if isinstance(new, torch.Tensor) else type(new).__name__
+            raise ValueError(
+                f"Augmentation {self.name or type(self).__name__!r} returned {got} for a minibatch of shape "
+                f"{tuple(x.shape)}; `augment` must return a tensor of the minibatch's shape (B, d_S)."
+            )
         if self.p >= 1.0:
             return new
         chosen = torch.rand((x.shape[0], 1), generator=generator, device=x.device) < self.p
@@ -200,6 +206,12 @@ def build_augmentations(
             f"'pea' must come last in `augmentations` (got {names}): the other augmentations act on the embedding "
             "itself, PEA then corrects the batch effects of what they produce."
         )
+    nameless = [type(a).__name__ for a, name in zip(augmentations, names, strict=True) if name == ""]
+    if nameless:
+        raise ValueError(
+            f'Augmentation {nameless[0]} has no `name`: give the class one (`name = "my_augmentation"`, a class '
+            "attribute), by which it is stored with the model and named in messages."
+        )
     out = []
     for spec, name in zip(augmentations, names, strict=True):
         if names.count(name) > 1:
@@ -211,7 +223,10 @@ def build_augmentations(
         elif not isinstance(spec, str):
             raise TypeError(f"`augmentations` holds names and Augmentation objects, got {type(spec).__name__}.")
         elif spec in AUGMENTATIONS:
-            out.append(AUGMENTATIONS[spec](**options.get(spec, {})))
+            try:
+                out.append(AUGMENTATIONS[spec](**options.get(spec, {})))
+            except (TypeError, ValueError) as err:  # name the augmentation: `lr` or `p` alone is ambiguous
+                raise type(err)(f"Augmentation {spec!r} (`augmentation_kwargs[{spec!r}]`): {err}") from None
         elif spec != PEA:
             raise KeyError(f"Unknown augmentation {spec!r}; choose among {sorted([*AUGMENTATIONS, PEA])}.")
     return tuple(out), PEA in names

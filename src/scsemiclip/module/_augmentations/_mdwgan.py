@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scsemiclip._validate import check_int
+from scsemiclip._validate import check_int, check_real
 
 from ._base import Augmentation, Minibatch, register_augmentation, segment_sum
 
@@ -153,15 +153,15 @@ class MDWGANGP(Augmentation):
         self.n_steps = check_int(n_steps, name="n_steps", minimum=1)
         self.n_critic = check_int(n_critic, name="n_critic", minimum=1)
         self.batch_size = check_int(batch_size, name="batch_size", minimum=1)
-        self.lr = lr
-        self.noise_dim = noise_dim
-        self.key_dim = key_dim
-        self.hidden = hidden
-        self.gp_weight = gp_weight
-        self.aux_weight = aux_weight
-        self.n_neighbors = n_neighbors
-        self.instance_noise = instance_noise
-        self.noise_fraction = noise_fraction
+        self.lr = check_real(lr, name="lr", low=0, low_open=True)
+        self.noise_dim = check_int(noise_dim, name="noise_dim", minimum=1)
+        self.key_dim = check_int(key_dim, name="key_dim", minimum=1)
+        self.hidden = check_int(hidden, name="hidden", minimum=1)
+        self.gp_weight = check_real(gp_weight, name="gp_weight", low=0)
+        self.aux_weight = check_real(aux_weight, name="aux_weight", low=0)
+        self.n_neighbors = check_int(n_neighbors, name="n_neighbors", minimum=0)
+        self.instance_noise = check_real(instance_noise, name="instance_noise", low=0)
+        self.noise_fraction = check_real(noise_fraction, name="noise_fraction", low=0, high=1)
         self.register_buffer("mean", torch.empty(0), persistent=False)
         self.register_buffer("std", torch.empty(0), persistent=False)
         self.register_buffer("key_embedding", torch.empty(0, 0), persistent=False)

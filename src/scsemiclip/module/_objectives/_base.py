@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scsemiclip._docs import doc_h, doc_labels, doc_params, doc_prepare, doc_z
+from scsemiclip._validate import check_flag, check_real
 
 
 class ObjectiveOutput(NamedTuple):
@@ -63,8 +64,7 @@ class Objective(nn.Module, abc.ABC):
 
     def __init__(self, *, d_student: int, d_teacher: int, n_classes: int, temperature: float) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be positive, got {temperature}.")
+        temperature = check_real(temperature, name="temperature", low=0, low_open=True)  # NaN too
         self.d_student = d_student
         self.d_teacher = d_teacher
         self.n_classes = n_classes
@@ -374,10 +374,11 @@ class ContrastiveObjective(Objective):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.symmetric = symmetric
-        self.mask_same_key = mask_same_key
-        self.gather_negatives = gather_negatives
-        self.learn_temperature = learn_temperature
+        # "no" would be truthy: under DDP it would switch the gathering on
+        self.symmetric = check_flag(symmetric, name="symmetric")
+        self.mask_same_key = check_flag(mask_same_key, name="mask_same_key")
+        self.gather_negatives = check_flag(gather_negatives, name="gather_negatives")
+        self.learn_temperature = check_flag(learn_temperature, name="learn_temperature")
         log_scale = torch.tensor(math.log(1.0 / self.temperature))
         if learn_temperature:
             self.log_scale = nn.Parameter(log_scale)

@@ -1,4 +1,4 @@
-"""C2KD baseline (SPEC §5): bidirectional distillation through proxy heads with on-the-fly sample selection."""
+"""C2KD baseline (docs/method.md): bidirectional distillation through proxy heads with on-the-fly sample selection."""
 
 from __future__ import annotations
 

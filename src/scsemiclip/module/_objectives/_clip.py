@@ -1,4 +1,4 @@
-"""CLIP baseline (SPEC §5): both sides get an adapter, same InfoNCE as Semi-Clipped."""
+"""CLIP baseline (docs/method.md): both sides get an adapter, same InfoNCE as Semi-Clipped."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deep CCA baseline (SPEC §5): maximise the total canonical correlation of the two adapters' 30-d outputs."""
+"""Deep CCA baseline (docs/method.md): maximise the total canonical correlation of the two adapters' 30-d outputs."""
 
 from __future__ import annotations
 

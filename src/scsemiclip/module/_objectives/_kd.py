@@ -1,4 +1,4 @@
-"""Knowledge distillation baseline (SPEC §5): label cross-entropy plus the softened teacher classifier's KL."""
+"""Knowledge distillation baseline (docs/method.md): label cross-entropy plus the softened teacher classifier's KL."""
 
 from __future__ import annotations
 

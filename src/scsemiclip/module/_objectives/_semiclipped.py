@@ -1,4 +1,4 @@
-"""Semi-Clipped (SPEC §4): InfoNCE between the student adapter output and the frozen, corrected teacher."""
+"""Semi-Clipped (docs/method.md): InfoNCE between the student adapter output and the frozen, corrected teacher."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SHAKE baseline (SPEC §5): knowledge distillation through a trainable shadow head of the teacher."""
+"""SHAKE baseline (docs/method.md): knowledge distillation through a trainable shadow head of the teacher."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SigLIP baseline (SPEC §5): pairwise sigmoid loss between the student adapter and a trainable teacher adapter."""
+"""SigLIP baseline (docs/method.md): pairwise sigmoid loss between the student and a trainable teacher adapter."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ class SigLIPObjective(CLIPObjective):
     """Sigmoid loss between ``f_S(z_S)`` and a teacher adapter ``f_T(z_T)`` (Zhai et al., 2023).
 
     The inverse temperature ``t = 1 / temperature`` (10 at the default 0.1, SigLIP's initial value) is fixed, or
-    learned as ``log t`` with ``learn_temperature=True``; the bias ``b`` is learned from 0 (SPEC §5; SigLIP starts
-    from -10 in its sign convention). Pairs sharing a pairing key off the diagonal can be left out of the loss
+    learned as ``log t`` with ``learn_temperature=True``; the bias ``b`` is learned from 0 (docs/method.md; SigLIP
+    starts from -10 in its sign convention). Pairs sharing a pairing key off the diagonal can be left out of the loss
     (``mask_same_key=True``).
 
     Parameters

@@ -1,4 +1,4 @@
-"""VICReg baseline (SPEC §5): variance-invariance-covariance regularisation between the two adapters."""
+"""VICReg baseline (docs/method.md): variance-invariance-covariance regularisation between the two adapters."""
 
 from __future__ import annotations
 
