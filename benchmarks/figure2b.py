@@ -6,23 +6,26 @@ Run from the repository root::
 
 Semi-Clipped trained with, in turn: no augmentation; each published augmentation alone (MWO, scVI denoising,
 MDWGAN-GP, scGFT; ``scsemiclip.module.AUGMENTATIONS``); PEA alone; all published augmentations together; all of
-them plus PEA (``augmentations=(..., "pea")``). As in ``table1.py``, the configurations without PEA train and infer
-on the raw embedding (the base method), those with PEA use the full recipe (augmentation and inference on
-TVN-corrected inputs).
+them plus PEA (``augmentations=(..., "pea")``); on the simulated screen also ``tl.fit_semiclipped`` with its
+defaults (``schedule="auto"``, ``recipe="auto"``, no augmentation but the chosen recipe's; ``_common.default_fit``).
+The configurations use the paper's schedule (``schedule="paper"``). As in ``table1.py``, the configurations without
+PEA train and infer on the raw embedding (the base method), those with PEA use the full recipe (augmentation and
+inference on TVN-corrected inputs).
 
 1. Simulated screen (``datasets.simulate_weakly_paired``): the student encoder is an scVI model trained on the
    screen's counts (``--scvi-epochs``), frozen and applied to the out-of-distribution screens (scVI denoising needs
-   it: it draws from that model's posterior). Evaluated on sim-OOD (HUVEC-like knockouts) and sim-SC-OOD
-   (RPE1-like single cells): known-relationship recall (x 100) after output TVN and transcriptomic interpretability
-   preservation.
+   it: it draws from that model's posterior; ``_common.scvi_encoder``). Evaluated on sim-OOD (HUVEC-like
+   knockouts) and sim-SC-OOD (RPE1-like single cells): known-relationship recall (x 100) after output TVN and
+   transcriptomic interpretability preservation.
 2. Real data (unless ``--skip-real``): Replogle RPE1 signatures (PCA, student) and PERISCOPE HeLa profiles
    (teacher), as in ``table1.py``. Gene-level maps without controls, batches or counts: no PEA, no scVI denoising,
    no interpretability; the other configurations run.
 
 Every configuration is compared with no augmentation, paired by seed (Wilcoxon signed-rank, two-sided: with 5 seeds
 it cannot go below 0.0625), and its relative recall gain is printed next to the paper's (PEA alone +17 / +55 /
-+20 %, all plus PEA +25 / +69 / +26 % on HUVEC-KO / LINCS / SC-RPE1). ``--quick``: 2 seeds, 2 epochs, short
-scVI and MDWGAN-GP trainings, no interpretability (a check that everything runs, not a result).
++20 %, all plus PEA +25 / +69 / +26 % on HUVEC-KO / LINCS / SC-RPE1). ``--quick``: 2 seeds, 2 epochs (the
+default fit's too), short scVI and MDWGAN-GP trainings, no interpretability (a check that everything runs, not a
+result).
 
 Writes ``docs/benchmarks/figure2b.md``, ``figure2b.csv`` (one row per configuration, seed and evaluation set) and
 ``figure2b.png``; ``--redraw`` redraws ``figure2b.png`` from ``figure2b.csv`` alone.
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import _common
 import numpy as np
@@ -62,31 +64,15 @@ LABELS = {
     "pea": "PEA",
     "all": "All published",
     "all+pea": "All published + PEA",
+    "default": "Semi-Clipped default (auto)",
 }
+#: The simulated screen's rows, in order: the configurations, then Semi-Clipped's default fit.
+SHOWN = (*CONFIGS, "default")
 #: The paper's relative recall gains over no augmentation (%, section 5.2) on HUVEC-KO / LINCS / SC-RPE1, and the
 #: evaluation set of ours that plays each paper dataset's role.
 PAPER_GAINS = {"pea": (17, 55, 20), "all+pea": (25, 69, 26)}
 PAPER_SETS = ("HUVEC-KO", "LINCS", "SC-RPE1")
 OURS_FOR = {"HUVEC-KO": "sim-OOD", "LINCS": None, "SC-RPE1": "sim-SC-OOD"}
-
-
-def scvi_encoder(student, ood_sets: dict, *, epochs: int, seed: int):
-    """Train scVI on the student's counts; write ``obsm["X_scVI"]`` (the posterior mean) into every set."""
-    import scvi
-
-    counts = student.copy()
-    scvi.settings.seed = seed
-    scvi.model.SCVI.setup_anndata(counts)
-    vae = scvi.model.SCVI(counts, n_latent=32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vae.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, batch_size=256)
-    student.obsm["X_scVI"] = vae.get_latent_representation()
-    for data in ood_sets.values():
-        copy = data.copy()
-        scvi.model.SCVI.setup_anndata(copy)
-        data.obsm["X_scVI"] = vae.get_latent_representation(copy)
-    return vae
 
 
 def run_configs(student, *, configs, options, pea_kwargs, base_kwargs, **kwargs) -> pd.DataFrame:
@@ -148,7 +134,7 @@ def table(summary: pd.DataFrame, metrics: dict[str, tuple[str, float]], n_seeds:
     cols = [(d, m) for d in datasets for m in metrics if ((summary["dataset"] == d) & (summary["metric"] == m)).any()]
     header = ["Configuration"] + [f"{d}: {metrics[m][0]}" for d, m in cols]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    order = ["unimodal", *CONFIGS]
+    order = ["unimodal", *SHOWN]
     by_key = summary.set_index(["config", "dataset", "metric"])
     for config in [c for c in order if c in set(summary["config"])]:
         cells = [LABELS.get(config, "Unimodal baseline (no training)")]
@@ -234,7 +220,7 @@ def plot(summary: pd.DataFrame, path) -> None:
     }
     shown = [m for m in metrics if summary.loc[summary["metric"] == m, "mean"].notna().any()]
     datasets = list(dict.fromkeys(summary["dataset"]))
-    configs = [c for c in CONFIGS if c in set(summary["config"])]
+    configs = [c for c in SHOWN if c in set(summary["config"])]
     # every bar is Semi-Clipped: its colour, one shade per evaluation set; the unimodal lines in the unimodal colour
     colors = dict(zip(datasets, (METHOD_COLORS["semiclipped"], "#ffbb78", "#c45a00", "#ffe0c2"), strict=False))
     dashes = dict(zip(datasets, (":", "-.", (0, (1, 3)), (0, (5, 2))), strict=False))
@@ -297,6 +283,7 @@ def main() -> None:
     _common.add_common_args(parser, epochs=10)
     parser.set_defaults(seeds=[0, 1, 2, 3, 4])
     parser.add_argument("--quick", action="store_true", help="2 seeds, short trainings: a check that all runs")
+    _common.add_default_args(parser)
     parser.add_argument("--scvi-epochs", type=int, default=100, help="epochs of the scVI encoder (default: 100)")
     parser.add_argument("--gan-steps", type=int, default=300, help="MDWGAN-GP generator steps (default: 300)")
     parser.add_argument(
@@ -316,17 +303,18 @@ def main() -> None:
         return
     if args.quick:
         args.seeds, args.settings, args.epochs, args.no_interpretability = args.seeds[:2], "uniform", 2, True
-        args.scvi_epochs, args.gan_steps, args.real_epochs = 3, 10, 5
+        args.scvi_epochs, args.gan_steps, args.real_epochs, args.default_max_epochs = 3, 10, 5, 2
     _common.setup(args)
     from table1 import real_sets
 
     start = time.perf_counter()
     student, teacher, ood_sets = _common.simulated(args.sim_seed, n_controls=args.n_controls)
-    vae = scvi_encoder(student, ood_sets, epochs=args.scvi_epochs, seed=args.sim_seed)
+    vae = _common.scvi_encoder(student, ood_sets, epochs=args.scvi_epochs, seed=args.sim_seed)
     options = {"scvi_denoise": {"scvi_model": vae}, "mdwgan_gp": {"n_steps": args.gan_steps}}
     settings = _common.method_settings(args, ["semiclipped"]).get("semiclipped", {})
     fit = _common.fit_kwargs(args) | settings
     common = {"seeds": tuple(args.seeds), "teacher_rep": "X_phenom", "pair_keys": _common.SIM["pair_keys"]}
+    decoder = {"max_epochs": args.decoder_epochs, "batch_size": 32, "lr": 1e-3}
     print(f"Simulated screen: {student.n_obs} samples; {_common.describe_ood(ood_sets)}.", flush=True)
     sim = run_configs(
         student,
@@ -339,10 +327,22 @@ def main() -> None:
         student_rep="X_scVI",
         max_epochs=fit.pop("max_epochs", args.epochs),
         interpretability=not args.no_interpretability,
-        interpretability_kwargs={"max_epochs": args.decoder_epochs, "batch_size": 32, "lr": 1e-3},
+        interpretability_kwargs=decoder,
         **common,
         **fit,
     )
+    default, chosen = _common.default_fit(
+        student,
+        teacher=teacher,
+        ood_sets=ood_sets,
+        student_rep="X_scVI",
+        accelerator=args.accelerator,
+        max_epochs=args.default_max_epochs,
+        interpretability=not args.no_interpretability,
+        interpretability_kwargs=decoder,
+        **common,
+    )
+    sim = pd.concat([sim, default.assign(config="default")], ignore_index=True)
     frames = [sim.assign(setting="simulated")]
     metrics = {"recall_mean": ("Known relationships (%)", 100.0), "interpretability": ("Tx preservation", 1.0)}
     sim_summary = summarise(sim, metrics)
@@ -356,7 +356,8 @@ def main() -> None:
         f"recipe. MDWGAN-GP: {args.gan_steps} generator steps. Mean ± std over seeds {args.seeds}; in brackets the "
         "relative change of the mean over no augmentation and the two-sided Wilcoxon signed-rank p-value against "
         "no augmentation, paired by seed. `table1.py` trains on the same screen with the simulator's own student "
-        "embedding (`X_emb`) instead of this scVI latent: compare its Semi-Clipped rows with and without PEA."
+        "embedding (`X_emb`) instead of this scVI latent: compare its Semi-Clipped rows with and without PEA. "
+        f"{LABELS['default']}: {_common.default_text(chosen, max_epochs=args.default_max_epochs)}"
         + (
             " Interpretability was not scored in this run (`--no-interpretability`)."
             if args.no_interpretability

@@ -1,7 +1,10 @@
 """Recipes and their choice by validation (``recipe="auto"``): OOD recall of every fixed recipe and of ``"auto"``.
 
-Usage: ``python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--encoders X_emb X_scVI] [--scvi-epochs 20]
-[--out docs/benchmarks/recipes.md]``.
+Usage: ``python benchmarks/recipes.py [--seeds 5 6 7 8 9] [--encoders X_emb X_scVI] [--scvi-epochs 20]
+[--recipes base inference_tvn pea pea_no_whitening] [--threads 1] [--out docs/benchmarks/recipes.md]``.
+
+The default seeds (5-9) are not those the rule of ``"auto"`` was designed on (0-4, docs page "Validation, recipes
+and tuning"): the acceptance is measured on data the design has not seen.
 
 On ``datasets.simulate_weakly_paired(rng=seed, n_controls=32)``, for each student encoder (the simulator's
 ``X_emb``; an scVI latent: ``scvi.model.SCVI`` with 32 latent dimensions trained ``--scvi-epochs`` epochs on the
@@ -19,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import environment
+import torch
+from _common import check_publishable, environment, scvi_encoder
 
 import scsemiclip as ssc
 
@@ -38,23 +42,6 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * table.shape[1]]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def scvi_latent(data: dict, *, epochs: int, seed: int) -> None:
-    """``obsm["X_scVI"]`` (scVI posterior mean, 32 dims) on the student screen and the OOD screen."""
-    import scvi
-
-    counts = data["student"].copy()
-    scvi.settings.seed = seed
-    scvi.model.SCVI.setup_anndata(counts)
-    vae = scvi.model.SCVI(counts, n_latent=32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vae.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False, batch_size=256)
-        data["student"].obsm["X_scVI"] = vae.get_latent_representation()
-        ood = data["ood"].copy()
-        scvi.model.SCVI.setup_anndata(ood)
-        data["ood"].obsm["X_scVI"] = vae.get_latent_representation(ood)
 
 
 def ood_recall(model, ood) -> float:
@@ -115,20 +102,25 @@ def validation_overhead(data: dict, rep: str, *, epochs: int = 10) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9])
     parser.add_argument("--encoders", nargs="+", default=["X_emb", "X_scVI"], choices=["X_emb", "X_scVI"])
     parser.add_argument("--scvi-epochs", type=int, default=20, help="epochs of the scVI encoder (default: 20)")
     parser.add_argument("--recipes", nargs="+", default=list(REFERENCE), choices=FIXED, help="fixed recipes to fit")
     parser.add_argument("--no-overhead", action="store_true", help="skip the validation overhead measurement")
-    parser.add_argument("--out", default=None, help="markdown file to write the tables to")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", default=None, help="markdown file to write the page to")
     args = parser.parse_args()
+    if args.out:
+        check_publishable(Path(args.out))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     rows = []
     overhead = (float("nan"), float("nan")) if args.no_overhead else None
     for seed in args.seeds:
         data = ssc.datasets.simulate_weakly_paired(rng=seed, n_controls=32)
         if "X_scVI" in args.encoders:
-            scvi_latent(data, epochs=args.scvi_epochs, seed=seed)
+            scvi_encoder(data["student"], {"ood": data["ood"]}, epochs=args.scvi_epochs, seed=seed)
         if overhead is None:
             overhead = validation_overhead(data, args.encoders[0])
         rows.extend(case(data, rep, seed, tuple(args.recipes)) for rep in args.encoders)
@@ -143,12 +135,35 @@ def main() -> None:
         f"batch 128, 10 epochs): {overhead[0]:.3f} s/epoch without, {overhead[1]:.3f} s/epoch with "
         f"({100 * (overhead[1] / overhead[0] - 1):+.0f} %)."
     )
-    means = table.groupby("encoder")[[*FIXED, "auto"]].mean().round(3).reset_index()
+    means = table.groupby("encoder")[[*FIXED, "auto"]].mean()
+    per_case = means["auto"] / means[["base", "pea"]].max(axis=1)
+    cases = ", ".join(f"{enc} {value:.3f}" for enc, value in per_case.items())
+    summary += (
+        f" Per student, mean auto recall over the better of the mean base and pea recalls: {cases} (mean "
+        f"{per_case.mean():.3f})."
+    )
     text = (
-        f"{markdown_table(table[cols].round(3))}\n\nMean over seeds:\n\n{markdown_table(means)}\n\n{summary}\n\n"
+        "---\norphan: true\n---\n\n# Recipes and their choice by validation\n\n"
+        f"Made with `python benchmarks/recipes.py --seeds {' '.join(map(str, args.seeds))} --encoders "
+        f"{' '.join(args.encoders)} --recipes {' '.join(args.recipes)}"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + f"` (from the repository root). {environment()} {(time.perf_counter() - started) / 60:.1f} min.\n\n"
+        "Data: `datasets.simulate_weakly_paired(rng=seed, n_controls=32)`; students: the simulator's `X_emb`, and an "
+        f"scVI latent (32 dimensions, {args.scvi_epochs} epochs on the screen's counts, applied to the OOD screen). "
+        "Every fit: `tl.fit_semiclipped` with the default schedule (a validation split of 10 % of the pairing keys, "
+        "minibatches of at least 16 steps per epoch, early stopping, the best weights kept), then sim-OOD "
+        "known-relationship recall after output TVN (mean of the five databases). `auto`'s final fit is the chosen "
+        "recipe's fixed fit bit for bit, so its recall is that recipe's. These seeds were not used to design the "
+        "rule of `auto` (docs page {doc}`../validation`).\n\n"
+        "Columns: recall of each fixed recipe fitted, of `auto` and its choice; `auto_vs_best_base_pea`, auto's "
+        "recall over the better of `base` and `pea` (the acceptance of issue 19: at least 0.9 on each student and "
+        "0.97 on average); `cost_vs_fixed`, the wall time of `auto` (pilots and final fit) over the chosen recipe's "
+        "fixed fit measured in the same process; `cost_epochs`, the same in epochs.\n\n"
+        f"{markdown_table(table[cols].round(3))}\n\nMean over seeds:\n\n"
+        f"{markdown_table(means.round(3).reset_index())}\n\n{summary}\n\n"
         f"Pilot scores (criterion: {table['criterion'].iloc[0]}):\n\n"
         + markdown_table(table[["encoder", "seed", "pilot_scores"]])
-        + f"\n\n{environment()} {(time.perf_counter() - started) / 60:.1f} min.\n"
+        + "\n"
     )
     print(text)
     if args.out:

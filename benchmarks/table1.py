@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/table1.py [--seeds 0 1 2 3 4 5] [--settings paper|uniform] [--methods kd shake vicreg semiclipped]
-                                [--skip-real]
+                                [--scvi-epochs 100] [--skip-scvi] [--skip-real] [--out /tmp/table1.md]
 
 Every method trains with the paper's per-method settings (``--settings paper``, the default: adapter learning rate,
 epochs and final learning rate of appendix A.2, see ``_common.PAPER_SETTINGS``) or with one uniform setting
@@ -14,8 +14,14 @@ adapter on the pairing keys first (the objectives' ``student_pretrain_steps``).
    compound and dose), evaluate on the out-of-distribution knockout screen and, when the simulator makes it, on the
    RPE1-like single-cell knockout screen (``"ood_sc"``): known-relationship recall (x 100) after TVN on the outputs,
    the same without output TVN, and transcriptomic interpretability preservation of the raw outputs; every method
-   without and with PEA, plus the unimodal and random baselines.
-2. Real data (unless ``--skip-real``): Replogle RPE1 Perturb-seq signatures (student) and PERISCOPE HeLa
+   without and with PEA (the paper's schedule, ``schedule="paper"``), plus the unimodal and random baselines and
+   Semi-Clipped with ``tl.fit_semiclipped``'s defaults (``schedule="auto"``, ``recipe="auto"``; the recipe chosen
+   per seed is reported; ``_common.default_fit``).
+2. scVI student (unless ``--skip-scvi``): the same screens, the student embedding replaced by an scVI latent
+   (``_common.scvi_encoder``: 32 dimensions, ``--scvi-epochs`` on the screen's counts, frozen and applied to the
+   evaluation screens): the unimodal baseline (the latent itself), Semi-Clipped without and with PEA and with its
+   defaults, scored as above.
+3. Real data (unless ``--skip-real``): Replogle RPE1 Perturb-seq signatures (student) and PERISCOPE HeLa
    gene-level Cell Painting profiles (teacher), weakly paired on the shared knockout genes. Train on a random
    ``--train-fraction`` of the shared genes, evaluate on the other RPE1 genes and on the K562 signatures. These
    maps have no controls and no batches: no PEA, no TVN, no interpretability. ``--real-epochs`` and
@@ -77,6 +83,59 @@ def real_sets(train_fraction: float, seed: int) -> tuple:
     return rpe1[train].copy(), periscope, sets, shared.size, train_genes.size
 
 
+def _default_rows(student, **kwargs) -> tuple[pd.DataFrame, dict[int, str]]:
+    """``_common.default_fit`` as one summary row (method ``"default"``, whatever recipe each seed chose: its
+    ``recipe`` column keeps it) and the recipe chosen per seed."""
+    rows, chosen = _common.default_fit(student, **kwargs)
+    return rows.assign(method="default", pea=False), chosen
+
+
+def _default_text(chosen: dict[int, str], max_epochs: int | None) -> str:
+    """The page's sentences on the default row."""
+    return (
+        f"The row {_common.NAMES['default']}: {_common.default_text(chosen, max_epochs=max_epochs)} The other rows "
+        'use the paper\'s schedule (`schedule="paper"`: no validation split, no early stopping).'
+    )
+
+
+def _scvi_section(args, student, ood_sets: dict, sim_kwargs: dict, default_kwargs: dict) -> tuple:
+    """The scVI-student rows (unimodal, Semi-Clipped without and with PEA, default) and their page section."""
+    import scsemiclip as ssc
+
+    started = time.perf_counter()
+    _common.scvi_encoder(student, ood_sets, epochs=args.scvi_epochs, seed=args.sim_seed)
+    kwargs = sim_kwargs | {
+        "methods": ("semiclipped",),
+        "student_rep": "X_scVI",
+        "method_kwargs": _common.method_settings(args, ["semiclipped"]),
+    }
+    default, chosen = _default_rows(student, student_rep="X_scVI", **default_kwargs)
+    rows = pd.concat(
+        [
+            ssc.tl.benchmark(student, pea=False, inference_tvn=False, baselines=("unimodal",), **kwargs),
+            ssc.tl.benchmark(student, pea=True, baselines=(), **kwargs),
+            default,
+        ],
+        ignore_index=True,
+    )
+    summary = ssc.tl.benchmark_summary(rows, metrics=tuple(METRICS))
+    text = [
+        "\n## Simulated screen, scVI student\n",
+        "The same screens and scores, the student embedding replaced by an scVI latent (`scvi.model.SCVI`, 32 "
+        f"latent dimensions, {args.scvi_epochs} epochs in minibatches of 256 on the compound screen's counts, seed "
+        f"{args.sim_seed}; frozen and applied to the evaluation screens, as `figure2b.py`'s student). Unimodal "
+        "baseline: the latent itself; Semi-Clipped without PEA (raw latent at training and inference) and with PEA "
+        "at the settings above. "
+        + _default_text(chosen, args.default_max_epochs)
+        + f" Mean ± std over seeds {args.seeds}; this section "
+        f"took {(time.perf_counter() - started) / 60:.1f} min.\n",
+        _common.summary_markdown(summary, metrics=METRICS, n_seeds=len(args.seeds)),
+        "",
+        _notes(summary, list(ood_sets), ["semiclipped"]),
+    ]
+    return rows.assign(setting="simulated, scVI student"), text
+
+
 def _notes(summary: pd.DataFrame, datasets: list[str], methods: list[str]) -> str:
     """Agreement with the paper's findings, computed from the summary."""
     lines = ["**Comparison with the paper** (computed from the table above):"]
@@ -132,6 +191,9 @@ def main() -> None:
     )
     parser.add_argument("--decoder-batch-size", type=int, default=32, help="decoder minibatch size (default: 32)")
     parser.add_argument("--decoder-lr", type=float, default=1e-3, help="decoder learning rate (default: 1e-3)")
+    parser.add_argument("--scvi-epochs", type=int, default=100, help="epochs of the scVI student (default: 100)")
+    parser.add_argument("--skip-scvi", action="store_true", help="no scVI-student section")
+    _common.add_default_args(parser)
     parser.add_argument("--skip-real", action="store_true", help="only the simulated setting")
     parser.add_argument("--real-epochs", type=int, default=100, help="epochs on the real data (default: 100)")
     parser.add_argument("--real-batch-size", type=int, default=64, help="minibatch size on the real data (default: 64)")
@@ -166,6 +228,19 @@ def main() -> None:
         ],
         ignore_index=True,
     )
+    default_kwargs = {
+        "teacher": teacher,
+        "ood_sets": ood_sets,
+        "seeds": tuple(args.seeds),
+        "teacher_rep": _common.SIM["teacher_rep"],
+        "pair_keys": _common.SIM["pair_keys"],
+        "accelerator": args.accelerator,
+        "max_epochs": args.default_max_epochs,
+        "interpretability_kwargs": sim_kwargs["interpretability_kwargs"],
+    }
+    default, chosen = _default_rows(student, student_rep=_common.SIM["student_rep"], **default_kwargs)
+    sim = pd.concat([sim, default], ignore_index=True)
+    default_text = _default_text(chosen, args.default_max_epochs)
     frames = [sim.assign(setting="simulated")]
     sim_summary = ssc.tl.benchmark_summary(sim, metrics=tuple(METRICS))
     label_based = [_common.NAMES[m] for m in args.methods if m in LABEL_BASED]
@@ -195,7 +270,7 @@ def main() -> None:
         "cannot be below 0.05. The Random baseline rows are measured (a random embedding of the same shape, "
         "scored like the others) and scatter around the random levels by construction "
         f"({100 * ssc.tl.RANDOM_LEVELS['recall']:g} % recall, {ssc.tl.RANDOM_LEVELS['interpretability']:g} Tx "
-        "preservation; {data}`~scsemiclip.tl.RANDOM_LEVELS`).\n",
+        "preservation; {data}`~scsemiclip.tl.RANDOM_LEVELS`). " + default_text + "\n",
         _common.settings_markdown(args, args.methods),
         "",
         _common.summary_markdown(sim_summary, metrics=METRICS, n_seeds=len(args.seeds)),
@@ -206,6 +281,10 @@ def main() -> None:
         "driven by the latent biology, not by the student embedding itself, so a distilled embedding can score "
         "above the unimodal one.",
     ]
+    if not args.skip_scvi:
+        frame, text = _scvi_section(args, student, ood_sets, sim_kwargs, default_kwargs)
+        frames.append(frame)
+        sections += text
     if not args.skip_real:
         train, periscope, sets, n_shared, n_train = real_sets(args.train_fraction, args.sim_seed)
         real_kwargs = _common.fit_kwargs(args) | {"batch_size": args.real_batch_size}

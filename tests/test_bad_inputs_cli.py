@@ -34,6 +34,7 @@ USAGE = [
     ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--epochs", "-1"], "--epochs"),
     ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--epochs", "abc"], "--epochs"),
     ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--batch-size", "0"], "--batch-size"),
+    ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--no-pea", "--recipe", "pea"], "--no-pea"),
     ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--seed", "-1"], "--seed"),
     ([*GOOD_FIT, "--out", "{root}/o.h5ad", "--accelerator", "tpu"], "--accelerator"),
     ([*GOOD_FIT, "--out", "{root}/no_such_folder/o.h5ad"], "--out"),

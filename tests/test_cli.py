@@ -43,6 +43,8 @@ def test_fit_apply_evaluate(files, capsys):
     assert status == 0
     fitted = ad.read_h5ad(out)
     assert fitted.obsm["X_semiclipped"].shape == (fitted.n_obs, 16)
+    chosen = fitted.uns["X_semiclipped"]["recipe"]["chosen"]
+    assert f"Recipe: {chosen} (" in capsys.readouterr().out  # the recipe trained, and how it was chosen
 
     applied = files["root"] / "ood_out.h5ad"
     status = main(["apply", "--adata", str(files["ood"]), "--model-dir", str(model_dir), "--out", str(applied)])

@@ -32,6 +32,8 @@ class DataError(Exception):
 
 #: Accelerator names accepted by ``--accelerator`` (Lightning's).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: ``--recipe`` choices (``tl.fit_semiclipped``'s ``recipe``).
+RECIPE_CHOICES = ("auto", "base", "inference_tvn", "pea", "pea_no_whitening")
 
 #: Python arguments whose flag is not ``--`` and the name with dashes; those of :data:`_INVERTED` are ``--no-`` flags.
 _FLAG_OF = {
@@ -103,8 +105,10 @@ def _check_args(args: argparse.Namespace) -> None:
     from scsemiclip._validate import check_int, check_real
 
     try:
+        if hasattr(args, "recipe"):
+            _recipe(args)
         for option in ("epochs", "batch_size", "interpretability_epochs", "null_size"):
-            if hasattr(args, option):
+            if getattr(args, option, None) is not None:  # None: the schedule's
                 check_int(getattr(args, option), name="--" + option.replace("_", "-"), minimum=1)
         if hasattr(args, "seed"):
             check_int(args.seed, name="--seed", minimum=0)
@@ -122,6 +126,19 @@ def _check_args(args: argparse.Namespace) -> None:
     for option in ("out", "plot"):
         if getattr(args, option, None):
             _check_output(getattr(args, option), f"--{option}")
+
+
+def _recipe(args: argparse.Namespace) -> str:
+    """The recipe of ``--recipe``, with ``--no-pea`` as a shorthand of ``--recipe base``."""
+    if args.no_pea and args.recipe not in ("auto", "base"):
+        raise CLIError(f"--no-pea trains the base recipe; it contradicts --recipe {args.recipe}: give one of them.")
+    return "base" if args.no_pea else args.recipe
+
+
+def _print_recipe(record: dict) -> None:
+    """One line: the recipe trained and how it was chosen (with the pilots' held-out scores)."""
+    scores = ", ".join(f"{name} {value:.3f}" for name, value in record["scores"].items())
+    print(f"Recipe: {record['chosen']} ({record['criterion']}" + (f" of the pilots: {scores})" if scores else ")"))
 
 
 def _print_table(summary: pd.DataFrame) -> None:
@@ -183,12 +200,13 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
         student_rep=args.student_rep,
         teacher_rep=args.teacher_rep,
         pair_keys=("perturbation", "dose"),
-        pea=not args.no_pea,
+        recipe=_recipe(args),
         max_epochs=args.epochs,
         batch_size=args.batch_size,
         accelerator=args.accelerator,
         rng=args.seed,
     )
+    _print_recipe(student.uns["X_semiclipped"]["recipe"])
     ssc.tl.apply_semiclipped(ood, model, key_added="X_semiclipped")
     ssc.tl.random_baseline(ood, use_rep=args.student_rep, key_added="X_random", rng=args.seed)
     summary, tables = ssc.tl.evaluate_representations(
@@ -219,7 +237,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         batch_key=args.batch_key,
         control_key=args.control_key,
         objective=args.objective,
-        pea=not args.no_pea,
+        recipe=_recipe(args),
+        schedule=args.schedule,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -227,6 +246,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         rng=args.seed,
         key_added=args.key_added,
     )
+    _print_recipe(student.uns[args.key_added]["recipe"])
     student.write_h5ad(args.out)
     print(f"Wrote {args.out} with obsm[{args.key_added!r}].")
     if args.model_dir:
@@ -355,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the unimodal and random baselines, print the table and write the recall plot.",
     )
     q.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
-    q.add_argument("--batch-size", type=int, default=256, help="minibatch size (default: 256)")
+    q.add_argument(
+        "--batch-size", type=int, default=None, help="minibatch size (default: the schedule's, >= 16 steps per epoch)"
+    )
     q.add_argument(
         "--interpretability-epochs",
         type=int,
@@ -363,7 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs of the interpretability decoder (default: 60; with minibatches of 32 and lr 1e-3, since the "
         "paper's 512 / 1e-4 leave a decoder on ~1,000 samples untrained)",
     )
-    q.add_argument("--no-pea", action="store_true", help="train without PEA")
+    q.add_argument(
+        "--recipe",
+        default="auto",
+        choices=RECIPE_CHOICES,
+        help="training recipe (default: auto, chosen by pilot fits on held-out perturbations)",
+    )
+    q.add_argument("--no-pea", action="store_true", help="train without PEA (the same as --recipe base)")
     q.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     q.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="Lightning accelerator (default: auto)")
     q.add_argument("--student-rep", default="X_emb", help=argparse.SUPPRESS)
@@ -386,9 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-key", type=_none, default="batch", help="obs batch column (default: batch)")
     f.add_argument("--control-key", type=_none, default="is_control", help="obs boolean control column")
     f.add_argument("--objective", default="semiclipped", help="training objective (default: semiclipped)")
-    f.add_argument("--no-pea", action="store_true", help="train without PEA")
-    f.add_argument("--epochs", type=int, default=150, help="training epochs (default: 150)")
-    f.add_argument("--batch-size", type=int, default=1024, help="minibatch size (default: 1024)")
+    f.add_argument(
+        "--recipe",
+        default="auto",
+        choices=RECIPE_CHOICES,
+        help="training recipe (default: auto, chosen by pilot fits on held-out perturbations)",
+    )
+    f.add_argument("--no-pea", action="store_true", help="train without PEA (the same as --recipe base)")
+    f.add_argument(
+        "--schedule",
+        default="auto",
+        choices=("auto", "paper"),
+        help="auto: a validation split, early stopping and >= 16 minibatches per epoch; paper: 150 epochs of 1024",
+    )
+    f.add_argument("--epochs", type=int, default=None, help="training epochs (default: the schedule's, at most 150)")
+    f.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the schedule's)")
     f.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     f.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="Lightning accelerator (default: auto)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

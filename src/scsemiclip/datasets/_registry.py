@@ -88,13 +88,15 @@ def data_dir() -> Path:
     return settings.datasetdir
 
 
-def fetch(name: str) -> Path:
+def fetch(name: str, *, download: bool = True) -> Path:
     """Return the local path of registry file ``name``, downloading and sha256-checking it if needed.
 
     Parameters
     ----------
     name
         A key of :data:`REGISTRY` (e.g. ``"relationships/CORUM.txt"``).
+    download
+        ``False``: a file not in :func:`data_dir` raises :class:`FileNotFoundError` instead of being downloaded.
 
     Returns
     -------
@@ -103,6 +105,8 @@ def fetch(name: str) -> Path:
     if name not in REGISTRY:
         raise KeyError(f"Unknown data file {name!r}; known files: {', '.join(sorted(REGISTRY))}.")
     sha256, url = REGISTRY[name]
+    if not download and not (data_dir() / name).is_file():
+        raise FileNotFoundError(f"{name!r} is not in {data_dir()} (and download=False).")
     return fetch_url(url, fname=name, known_hash=f"sha256:{sha256}")
 
 

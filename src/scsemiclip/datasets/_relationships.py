@@ -21,7 +21,7 @@ _LICENCES = {
 }
 
 
-def relationships(source: str) -> pd.DataFrame:
+def relationships(source: str, *, download: bool = True) -> pd.DataFrame:
     """Known relationships of one database, as used by efaar_benchmarking.
 
     The file is downloaded once from the pinned efaar_benchmarking commit, checked against its sha256 and
@@ -32,6 +32,8 @@ def relationships(source: str) -> pd.DataFrame:
     source
         ``"CORUM"`` (CC-BY-NC 4.0), ``"HuMAP"`` (CC-BY 4.0), ``"Reactome"`` (CC0), ``"SIGNOR"`` (CC-BY-NC 4.0)
         or ``"StringDB"`` (CC-BY 4.0). Check the non-commercial terms of CORUM and SIGNOR before use.
+    download
+        ``False``: a file not yet on this machine raises :class:`FileNotFoundError` instead of being downloaded.
 
     Returns
     -------
@@ -40,7 +42,7 @@ def relationships(source: str) -> pd.DataFrame:
     check_key(source, name="source")
     if source not in SOURCES:
         raise ValueError(f"Unknown relationship source {source!r}; choose from {list(SOURCES)}.")
-    return normalize_pairs(pd.read_csv(fetch(f"relationships/{source}.txt")))
+    return normalize_pairs(pd.read_csv(fetch(f"relationships/{source}.txt", download=download)))
 
 
 def corum_clusters() -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import EllipsisType
@@ -38,6 +38,7 @@ from scsemiclip.train import (
     DeviceDataSplitter,
     EpochProgressBar,
     HeldOutValidation,
+    Scorer,
     SemiClippedTrainingPlan,
     ddp_without_buffer_broadcast,
     quiet_lightning,
@@ -60,6 +61,7 @@ from ._fields import (
 from ._io import FORMAT_VERSION, MODEL_FILE, model_file, read_model_file
 from ._pairing import Pairing, weak_pairs
 from ._recipes import resolve_augmentations, resolve_recipe
+from ._scvi import posterior_scale
 
 if TYPE_CHECKING:
     from lightning.pytorch.strategies import Strategy
@@ -529,6 +531,7 @@ class SemiClipped(BaseModelClass):
         early_stopping_monitor: str = "validation_loss",
         early_stopping_patience: int = 15,
         check_val_every_n_epoch: int = 1,
+        validation_scorers: Mapping[str, Scorer] | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs: object,
     ) -> None:
@@ -560,6 +563,9 @@ class SemiClipped(BaseModelClass):
             ``early_stopping_patience`` checks (needs a validation split; works under DDP).
         check_val_every_n_epoch
             Epochs between validation checks (the last epoch is always checked).
+        validation_scorers
+            Further held-out metrics logged at every check (``scsemiclip.train.Scorer``: the held-out keys' mean
+            profiles and key codes -> value); :func:`~scsemiclip.tl.fit_semiclipped` adds ``validation_recall``.
         plan_kwargs
             Options of the training plan: ``optimizer`` (``"sgd"``, ``"adamw"`` or ``"adam"``), ``lr`` (1e-3),
             ``weight_decay`` (1e-4), ``momentum`` (0.95, SGD), ``eps`` (1e-8, Adam), ``lr_min`` (0.0: the end of the
@@ -598,6 +604,7 @@ class SemiClipped(BaseModelClass):
         )
         if early_stopping and not len(split.validation_rows):
             raise ValueError("`early_stopping=True` needs held-out keys: give `train_size` < 1 or `validation_size`.")
+        self.module.training_keys = torch.as_tensor(split.train_keys) if len(split.validation_rows) else None
         inputs = tensors["x"]
         if self.pea and (self.module.objective.student_pretrain_steps > 0 or len(split.validation_rows)):
             inputs = shared_float32(  # the adapter's inference input (PEA trains on the raw one)
@@ -629,6 +636,7 @@ class SemiClipped(BaseModelClass):
                 monitor=early_stopping_monitor,
                 early_stopping=early_stopping,
                 patience=early_stopping_patience,
+                scorers=validation_scorers,
             )
             trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), validation]
         del inputs  # a corrected copy of every row with PEA: the validation keeps its own rows only
@@ -680,36 +688,14 @@ class SemiClipped(BaseModelClass):
 
     def _scvi_posterior(self, vae: object) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Posterior scale of every row from the scVI model; the input TVN's linear maps when the input is corrected."""
-        if vae is None:
-            raise ValueError(
-                "Augmentation 'scvi_denoise' draws from the posterior of the trained scVI model whose latent mean is "
-                f"obsm[{self.student_rep!r}]: pass `augmentation_kwargs={{'scvi_denoise': {{'scvi_model': vae}}}}` "
-                "(or `ScVIDenoise(scvi_model=vae)`)."
-            )
-        if not hasattr(vae, "get_latent_representation") or not isinstance(getattr(vae, "adata", None), AnnData):
-            raise TypeError(
-                f"`scvi_model` must be a trained scvi.model.SCVI with its AnnData, got {type(vae).__name__}."
-            )
-        pos = vae.adata.obs_names.get_indexer(self.adata.obs_names)
-        if (pos < 0).any():
-            raise ValueError(
-                f"{int((pos < 0).sum())} student rows (e.g. {self.adata.obs_names[pos < 0][0]!r}) are not in the scVI "
-                "model's AnnData (matched by obs_names); scvi_denoise needs the counts of every student row."
-            )
-        mean, var = vae.get_latent_representation(vae.adata, indices=pos, return_dist=True)
-        x = get_rep(self.adata, self.student_rep)
-        if mean.shape != x.shape or not np.allclose(mean, x, rtol=1e-3, atol=1e-3):
-            raise ValueError(
-                f"obsm[{self.student_rep!r}] is not the posterior mean of the given scVI model (its "
-                "`get_latent_representation()`); scvi_denoise draws around that mean."
-            )
+        scale = posterior_scale(vae, self.adata, self.student_rep)
         maps = None
         if not self.pea:
             _, input_maps, _ = self._input_maps(
                 self.adata, student_rep=self.student_rep, batch_key=self.batch_key, control_key=self.control_key
             )
             maps = None if input_maps is None else input_maps.weight
-        return torch.as_tensor(np.sqrt(var), dtype=torch.float32), maps
+        return scale, maps
 
     # ----------------------------------------------------------------------------------------------- inference
     @torch.inference_mode()

@@ -113,6 +113,8 @@ class SemiClippedModule(BaseModuleClass):
         self.control_counts: list[int] = []
         self.bank: PEABank | None = None
         self.generator: torch.Generator | None = None
+        #: Key codes whose teacher rows the objective's ``prepare`` sees (``None``: every key); set by a split.
+        self.training_keys: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------------- set-up
     def param_groups(self, lr: float) -> list[dict[str, object]]:
@@ -200,7 +202,7 @@ class SemiClippedModule(BaseModuleClass):
         Lightning (>= 2.2) keeps whatever mode a module was left in, and scvi-tools leaves it in eval mode after
         training or loading; training in eval mode would silently switch PEA off, hence the explicit ``train()``.
         The objective's :meth:`~Objective.prepare` then gets the stored teacher (see :meth:`set_teacher`) and the
-        pairing-key code of each of its rows.
+        pairing-key code of each of its rows (only the rows of :attr:`training_keys` when it is set).
 
         Parameters
         ----------
@@ -216,7 +218,11 @@ class SemiClippedModule(BaseModuleClass):
         device = self.teacher.device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         labels = torch.repeat_interleave(torch.arange(len(self.teacher_counts), device=device), self.teacher_counts)
-        self.objective.prepare(self.teacher, labels)
+        teacher = self.teacher
+        if self.training_keys is not None:  # a validation split: the held-out keys' teacher rows stay unseen
+            seen = torch.isin(labels, self.training_keys.to(device))
+            teacher, labels = teacher[seen], labels[seen]
+        self.objective.prepare(teacher, labels)
 
     def refresh_bank(self) -> None:
         """Fit a new bank of ``pea_bank_size`` random PEA corrections per batch (no-op when PEA is off)."""

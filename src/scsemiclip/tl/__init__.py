@@ -2,7 +2,7 @@
 
 from ._benchmark import benchmark, benchmark_summary, evaluate_representations
 from ._calibration import calibration_check
-from ._distillation import distillation_gain
+from ._distillation import distillation_gain, validation_recall
 from ._enrichment import relationship_enrichment
 from ._evaluate import evaluate_map
 from ._interpretability import interpretability_preservation, interpretability_preservation_split
@@ -35,4 +35,5 @@ __all__ = [
     "random_baseline",
     "relationship_enrichment",
     "retrieved_relationships",
+    "validation_recall",
 ]

@@ -18,7 +18,8 @@ student with a distilled map.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import anndata as ad
 import numpy as np
@@ -41,7 +42,8 @@ from scsemiclip._validate import check_choice, check_int, check_key, check_real,
 from scsemiclip.datasets import SOURCES
 from scsemiclip.pp import aggregate, tvn
 
-from ._recall import SourcesLike, rank_relationships, resolve_sources
+from ._random_levels import RECALL_THRESHOLD
+from ._recall import MIN_GENES, SourcesLike, local_sources, rank_relationships, resolve_sources
 
 #: Criteria of :func:`distillation_gain` (``"auto"`` picks the first that applies).
 CRITERIA = ("recall", "teacher_agreement")
@@ -158,6 +160,46 @@ def _agreement(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
     rb -= rb.mean(1, keepdims=True)
     denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
     return np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def validation_recall(perturbations: Sequence[object]) -> Callable[[np.ndarray, np.ndarray], float | None] | None:
+    """The ``validation_recall`` metric of :func:`~scsemiclip.tl.fit_semiclipped`, for a screen of genes.
+
+    Known-relationship recall (two-sided, :data:`~scsemiclip.tl.RECALL_THRESHOLD`, mean over the databases) of the
+    held-out perturbations' map: their mean profiles (a gene's keys averaged, e.g. its doses), each pair of held-out
+    genes the null. Only the databases already on this machine are used (nothing is downloaded during a fit).
+
+    Parameters
+    ----------
+    perturbations
+        The perturbation of every pairing key, by key code.
+
+    Returns
+    -------
+    A ``(profiles, key codes) -> recall`` scorer (``None`` on a held-out set with fewer than 20 database genes or
+    no known relationship among them), or ``None`` when fewer than 20 perturbations are genes of the local databases.
+    """
+    tables = local_sources()
+    known = set().union(*(set(t[c].cat.categories) for t in tables.values() for c in ("entity1", "entity2")))
+    labels = np.asarray([str(p) for p in perturbations], dtype=object)
+    in_db = np.isin(labels, list(known))
+    if len(np.unique(labels[in_db])) < MIN_GENES:
+        return None
+
+    def score(profiles: np.ndarray, keys: np.ndarray) -> float | None:
+        keep = in_db[keys]
+        genes = pd.DataFrame(profiles[keep]).groupby(labels[keys][keep]).mean()
+        if len(genes) < MIN_GENES:
+            return None
+        try:
+            hits, pairs = _recall_counts(genes.to_numpy(), pd.Index(genes.index), tables, RECALL_THRESHOLD)
+        except ValueError:  # no known relationship among the held-out genes
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # databases without a held-out pair
+            return float(_recall(hits, pairs, np.ones((1, len(genes))))[0])
+
+    return score
 
 
 def _signed(value: float) -> str:

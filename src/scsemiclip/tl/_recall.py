@@ -119,13 +119,24 @@ def gene_map(
     return np.asarray(x[keep], dtype=np.float64), genes
 
 
-@functools.lru_cache(maxsize=len(SOURCES))
-def _database(source: str, directory: str) -> pd.DataFrame:
+@functools.lru_cache(maxsize=2 * len(SOURCES))
+def _database(source: str, directory: str, *, download: bool = True) -> pd.DataFrame:
     """:func:`scsemiclip.datasets.relationships`, read once per process and cache directory (never modified).
 
     The gene columns are categorical, so that :func:`_row_of` looks each distinct gene up once.
     """
-    return relationships(source).astype("category")
+    return relationships(source, download=download).astype("category")
+
+
+def local_sources() -> dict[str, pd.DataFrame]:
+    """The relationship databases already on this machine (in :func:`scsemiclip.datasets.data_dir`), none downloaded."""
+    out = {}
+    for source in SOURCES:
+        try:
+            out[source] = _database(source, str(data_dir()), download=False)
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def _row_of(genes: pd.Index, column: pd.Series) -> np.ndarray:

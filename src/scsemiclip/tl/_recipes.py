@@ -25,10 +25,13 @@ MIN_STEPS_PER_EPOCH = 16
 MIN_AUTO_BATCH, MAX_AUTO_BATCH = 32, 1024
 #: Fewest held-out keys for a validation split (fewer: the default schedule trains without one).
 MIN_VALIDATION_KEYS = 4
-#: Length of a pilot fit of ``"auto"``, as a fraction of the fit's ``max_epochs`` (15 of 150 epochs) ...
-PILOT_FRACTION = 0.1
-#: ... and at most this much of the shortest full fit over all pilots together (``"auto"`` costs at most 2.5 fits).
-PILOT_BUDGET = 1.5
+#: Epochs of a pilot fit of ``"auto"``: the first epochs of each candidate's full fit (its schedule unchanged); two
+#: pilots of 12 epochs cost at most 1.5 times the shortest full fit (patience 15: 16 epochs), so "auto" <= 2.5 fits.
+PILOT_EPOCHS = 12
+#: The pilots of ``"auto"``: the same training on the raw and on the TVN-corrected input (does whitening help?) ...
+PILOTS = ("base", "inference_tvn")
+#: ... and the recipe fitted after each answer (no: the base method; yes: the paper's PEA recipe).
+AUTO_CHOICE = {False: "base", True: "pea"}
 #: Selection criteria of ``"auto"``, in order of preference (the first one the pilots logged is used).
 CRITERIA = ("validation_activity_map", "validation_top1", "validation_loss")
 #: The validation options of :meth:`SemiClipped.train <scsemiclip.model.SemiClipped.train>`.
@@ -120,42 +123,43 @@ def has_validation(train_kwargs: dict[str, object]) -> bool:
 
 
 def select_recipe(
-    candidates: dict[str, Callable[[int], SemiClipped]], *, max_epochs: int, min_epochs: int
+    candidates: dict[str, Callable[[int], SemiClipped]], *, max_epochs: int
 ) -> tuple[str, dict[str, float], str, int]:
-    """Choose a recipe by short pilot fits on the validation split.
+    """Choose a recipe by two pilot fits on the validation split: does whitening the student's input help?
 
-    Every candidate is trained for a tenth of ``max_epochs``, but all pilots together for at most 1.5 times
-    ``min_epochs`` (the shortest the full fit can be), so that choosing and fitting cost at most 2.5 fixed fits (in
-    epochs; 6-epoch pilots with early stopping of patience 15), each pilot with its own cosine schedule, checked
-    once at the end; the criterion is the first of :data:`CRITERIA` that every
-    pilot logged: the held-out keys' mean phenotypic-activity mAP after output TVN (with replicates and controls),
-    else held-out top-1 retrieval, else the held-out loss (lower is better). Ties go to the earlier candidate.
+    The pilots are the first :data:`PILOT_EPOCHS` epochs (at most ``max_epochs``) of the ``"base"`` and the
+    ``"inference_tvn"`` full fits, with the full fit's learning-rate schedule: the same training, on the raw and on
+    the TVN-corrected input. Each is checked once, at its end, by the first of :data:`CRITERIA` that both logged:
+    the held-out keys' mean phenotypic-activity mAP after output TVN (with replicates and controls), else held-out
+    top-1 retrieval, else the held-out loss (lower is better). If the whitened input scores better, the paper's
+    ``"pea"`` recipe is fitted (PEA's own gain, robustness to new batches, is not visible on held-out keys of the
+    training batches), else ``"base"``. Why two pilots and not four, and what was measured: docs page "Validation,
+    recipes and tuning".
 
     Parameters
     ----------
     candidates
-        Recipe name -> function training a fresh model of that recipe for the given number of epochs (with a
-        validation split) and returning it.
+        Recipe name -> function training a fresh model of that recipe for the given number of epochs (the start of
+        its full fit, with a validation split) and returning it; must hold :data:`PILOTS`.
     max_epochs
         ``max_epochs`` of the full fit.
-    min_epochs
-        The fewest epochs the full fit can run (``early_stopping_patience + 1`` with early stopping).
 
     Returns
     -------
-    ``(chosen, scores, criterion, pilot_epochs)``: the chosen name, every candidate's score, the criterion's name
-    and the epochs of each pilot.
+    ``(chosen, scores, criterion, pilot_epochs)``: the chosen name, the pilots' scores, the criterion's name and
+    the epochs of each pilot.
     """
-    budget = int(PILOT_BUDGET * min(min_epochs, max_epochs) // len(candidates))
-    pilot_epochs = max(1, min(round(PILOT_FRACTION * max_epochs), budget))
-    histories = {name: fit(pilot_epochs).history for name, fit in candidates.items()}
+    pilot_epochs = min(PILOT_EPOCHS, max_epochs)
+    histories = {name: candidates[name](pilot_epochs).history for name in PILOTS}
     criterion = next(c for c in CRITERIA if all(c in h and len(h[c]) for h in histories.values()))
     sign = -1.0 if criterion == "validation_loss" else 1.0
     scores = {name: float(h[criterion].iloc[-1, 0]) for name, h in histories.items()}
-    chosen = max(scores, key=lambda name: sign * scores[name])
+    whitening_helps = sign * scores["inference_tvn"] > sign * scores["base"]
+    chosen = AUTO_CHOICE[whitening_helps]
     logger.info(
-        "recipe 'auto' chose %r by %s of %d-epoch pilots (%s)",
+        "recipe 'auto' chose %r: whitening the input %s (%s of %d-epoch pilots: %s)",
         chosen,
+        "helps" if whitening_helps else "does not help",
         criterion,
         pilot_epochs,
         ", ".join(f"{name} {score:.3f}" for name, score in scores.items()),

@@ -17,7 +17,8 @@ from scsemiclip._core import EIGENVALUE_FLOOR
 from scsemiclip._utils import RNGLike, Timer, default_key, get_rep, storable, torch_seed, version_info
 from scsemiclip._validate import check_choice, check_flag, check_int, check_key, check_real
 
-from ._recipes import AUTO_PATIENCE, SCHEDULES, VALIDATION_OPTIONS, has_validation, resolve_schedule, select_recipe
+from ._distillation import validation_recall
+from ._recipes import PILOTS, SCHEDULES, VALIDATION_OPTIONS, has_validation, resolve_schedule, select_recipe
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -136,11 +137,13 @@ def fit_semiclipped(
     recipe
         ``"base"`` (no PEA, raw inputs), ``"inference_tvn"`` (no PEA, TVN-corrected inputs), ``"pea"`` (the
         paper's recipe), ``"pea_no_whitening"`` (PEA with centering and standardization, raw inputs) or ``"auto"``:
-        chosen by short pilot fits of the four on the validation split (docs page "Validation, recipes and
-        tuning"): the held-out keys' mean phenotypic-activity mAP after output TVN when they have replicates and the
-        data controls, else held-out top-1 retrieval, else the held-out loss. The pilots are tenth-length fits,
-        together at most 1.5 times the shortest full fit (6 epochs each with early stopping of patience 15), so
-        ``"auto"`` costs at most 2.5 fixed fits. ``"auto"`` without a validation split (``schedule="paper"``, or
+        does whitening the input help? Two pilot fits on the validation split, the first 12 epochs of the
+        ``"base"`` and the ``"inference_tvn"`` full fits (their learning-rate schedule unchanged), scored by the
+        held-out keys' mean phenotypic-activity mAP after output TVN when they have replicates and the data
+        controls, else held-out top-1 retrieval, else the held-out loss; then the full fit of ``"pea"`` if the
+        whitened input scored better, else of ``"base"`` (the fixed recipe's fit, bit for bit). At most 2.5 fixed
+        fits in epochs (a full fit runs at least 16); the docs page "Validation, recipes and tuning" gives the
+        measurements behind the rule. ``"auto"`` without a validation split (``schedule="paper"``, or
         fewer than 40 pairing keys) is ``"pea"`` (``"base"`` without controls); with ``pea`` / ``inference_tvn`` /
         ``pea_transforms`` given it is those flags. A fixed recipe with a flag that differs from it is an error.
     schedule
@@ -214,8 +217,11 @@ def fit_semiclipped(
         (see :class:`~scsemiclip.model.SemiClipped`: trained, control and unpaired samples and keys on both
         sides), ``recipe`` (``chosen``: the recipe's name, ``"custom"`` for flags matching none; ``scores``: every
         candidate's score, empty unless ``"auto"`` chose; ``criterion``: how it was chosen; ``pilot_epochs``: the
-        epochs of each of ``"auto"``'s four pilot fits, 0 without), ``validation_keys``
+        epochs of each of ``"auto"``'s two pilot fits, 0 without), ``validation_keys``
         (the held-out pairing keys) and ``version``.
+
+    With a validation split, the model's ``history`` also holds ``validation_recall`` when at least 20 pairing keys
+    are genes of the relationship databases on this machine (``tl.validation_recall``).
 
     The model's ``recipe_scores_`` holds the candidates' scores and ``init_args["recipe"]`` the recipe.
 
@@ -224,6 +230,7 @@ def fit_semiclipped(
     """
     from scsemiclip.model import RECIPES, SemiClipped, recipe_of
     from scsemiclip.module import OBJECTIVES
+    from scsemiclip.train import StopAfterEpochs
 
     arguments = dict(locals())
     for name in ("student_rep", "teacher_rep", "key_added", "student_mod", "teacher_mod"):
@@ -264,6 +271,10 @@ def fit_semiclipped(
     )
     plan_kwargs = {"lr": lr, "optimizer": optimizer, **dict(train_kwargs.pop("plan_kwargs", None) or {})}
     fit = {"batch_size": batch_size, "accelerator": accelerator, "devices": devices, "plan_kwargs": plan_kwargs}
+    if has_validation(train_kwargs) and "validation_scorers" not in train_kwargs:  # a screen of genes: held-out recall
+        scorer = validation_recall([k[0] if isinstance(k, tuple) else k for k in model.pairing.keys])
+        if scorer is not None:
+            train_kwargs["validation_scorers"] = {"validation_recall": scorer}
     scores, criterion, pilot_epochs = {}, "the recipe given" if recipe != "auto" else "the flags given", 0
     if recipe == "auto" and options["recipe"] == "pea" and has_validation(train_kwargs):
         if rng is None or isinstance(rng, np.random.Generator):  # every candidate sees the same split
@@ -272,16 +283,17 @@ def fit_semiclipped(
         def pilot(name: str) -> Callable[[int], SemiClipped]:
             def run(epochs: int) -> SemiClipped:
                 candidate = SemiClipped(light, teacher_ad, **{**options, "recipe": name})
+                callbacks = [*train_kwargs.get("callbacks", []), StopAfterEpochs(epochs)]  # the full fit's start
                 pilot_kwargs = {**train_kwargs, "early_stopping": False, "check_val_every_n_epoch": epochs}
-                candidate.train(epochs, **fit, **{**pilot_kwargs, "enable_progress_bar": False})
+                candidate.train(
+                    max_epochs, **fit, **{**pilot_kwargs, "callbacks": callbacks, "enable_progress_bar": False}
+                )
                 return candidate
 
             return run
 
-        stops = train_kwargs.get("early_stopping", False)
-        shortest = int(train_kwargs.get("early_stopping_patience", AUTO_PATIENCE)) + 1 if stops else max_epochs
-        pilots = {name: pilot(name) for name in RECIPES}
-        chosen, scores, criterion, pilot_epochs = select_recipe(pilots, max_epochs=max_epochs, min_epochs=shortest)
+        pilots = {name: pilot(name) for name in PILOTS}
+        chosen, scores, criterion, pilot_epochs = select_recipe(pilots, max_epochs=max_epochs)
         model = SemiClipped(light, teacher_ad, **{**options, "recipe": chosen})
     elif recipe == "auto" and options["recipe"] is not None:
         criterion = "no controls: the base recipe" if control_key is None else "no validation split: the paper's recipe"

@@ -5,7 +5,14 @@ from ._plan import SemiClippedTrainingPlan, TrainingDivergedError
 from ._progress import EpochProgressBar, quiet_lightning
 from ._split import KeySplit, split_keys
 from ._threads import apply_threads, torch_threads
-from ._validation import VALIDATION_METRICS, HeldOut, HeldOutValidation, warn_if_near_chance
+from ._validation import (
+    VALIDATION_METRICS,
+    HeldOut,
+    HeldOutValidation,
+    Scorer,
+    StopAfterEpochs,
+    warn_if_near_chance,
+)
 
 __all__ = [
     "VALIDATION_METRICS",
@@ -15,7 +22,9 @@ __all__ = [
     "HeldOutValidation",
     "KeySplit",
     "PermutationBatches",
+    "Scorer",
     "SemiClippedTrainingPlan",
+    "StopAfterEpochs",
     "TrainingDivergedError",
     "apply_threads",
     "ddp_without_buffer_broadcast",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 #: Metrics logged on the held-out keys (``validation_activity_map`` only with replicates and controls).
 VALIDATION_METRICS = ("validation_loss", "validation_top1", "validation_top5", "validation_activity_map")
+#: A further held-out metric: ``(profiles, keys) -> value`` of the held-out keys' mean profiles (``None``: not
+#: computable on them), e.g. known-relationship recall when the keys are genes.
+Scorer = Callable[[np.ndarray, np.ndarray], "float | None"]
 #: Objectives whose loss is an InfoNCE over the minibatch (``ln(batch_size)`` at chance).
 INFONCE_OBJECTIVES = ("semiclipped", "clip")
 #: A fit of fewer optimiser steps is a smoke test: it is not judged against chance.
@@ -79,6 +83,9 @@ class HeldOut:
         Rows per chunk of the validation loss (the training minibatch: the same number of in-batch negatives).
     seed
         Seed of the teacher partners drawn for the validation loss (the same draws at every check).
+    scorers
+        Further metrics by name (:data:`Scorer`), given the ``(n_keys, d)`` mean adapter output of each held-out key
+        (after output TVN when :attr:`has_activity`) and the keys' codes.
     """
 
     def __init__(
@@ -91,8 +98,10 @@ class HeldOut:
         keys: np.ndarray,
         batch_size: int,
         seed: int,
+        scorers: Mapping[str, Scorer] | None = None,
     ) -> None:
         self.x, self.key, self.batch = x, key.long(), batch.long()
+        self.scorers = dict(scorers or {})
         self.n_batches = n_batches
         self.keys = torch.as_tensor(np.asarray(keys), dtype=torch.long)
         self.batch_size = batch_size
@@ -119,7 +128,7 @@ class HeldOut:
         mean teacher profile is among the 1 / 5 nearest, by cosine, of the held-out keys' profiles; with an output in
         the teacher's space) and, with replicates and controls, ``validation_activity_map`` (mean over held-out keys
         of the phenotypic-activity mAP of their replicates against the controls, after TVN of the output on the
-        controls).
+        controls), and the value of every scorer (when finite).
         """
         was_training = module.training
         module.eval()
@@ -129,8 +138,18 @@ class HeldOut:
             h = torch.cat([module.adapter(part) for part in x.split(max(self.batch_size, 4096))]).float()
             out = {"validation_loss": self._loss(module, h, key)}
             out |= self._retrieval(module, h, key)
+            y = self._corrected(h.cpu().double(), key.cpu()) if self.has_activity else h.cpu().double()
             if self.has_activity:
-                out["validation_activity_map"] = self._activity_map(h.cpu().double(), key.cpu())
+                out["validation_activity_map"] = self._activity_map(y, key.cpu())
+            if self.scorers:
+                held = key.cpu() >= 0
+                local = torch.searchsorted(self.keys, key.cpu()[held])
+                profiles = torch.zeros(len(self.keys), y.shape[1], dtype=y.dtype).index_add_(0, local, y[held])
+                profiles /= torch.bincount(local, minlength=len(self.keys)).clamp(min=1)[:, None]
+                for name, scorer in self.scorers.items():
+                    value = scorer(profiles.numpy(), self.keys.numpy())
+                    if value is not None and math.isfinite(value):
+                        out[name] = float(value)
             return out
         finally:
             module.train(was_training)
@@ -171,7 +190,8 @@ class HeldOut:
             "validation_top5": float((rank < 5).float().mean()),
         }
 
-    def _activity_map(self, h: torch.Tensor, key: torch.Tensor) -> float:
+    def _corrected(self, h: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """The output after TVN on the controls (per batch), unit rows."""
         is_ctrl = (key < 0).numpy()
         codes = self.batch.numpy()
         labels = list(range(self.n_batches))
@@ -180,7 +200,10 @@ class HeldOut:
         maps = zca_tvn_maps(
             h.numpy(), is_ctrl, local, [labels[b] for b in present], batch_key="batch", coral_reg=_OUTPUT_CORAL_REG
         )
-        y = unit_rows(torch.as_tensor(apply_maps(h.numpy(), maps, local)), what="the corrected output")
+        return unit_rows(torch.as_tensor(apply_maps(h.numpy(), maps, local)), what="the corrected output")
+
+    def _activity_map(self, y: torch.Tensor, key: torch.Tensor) -> float:
+        is_ctrl = (key < 0).numpy()
         ctrl, held = y[torch.as_tensor(is_ctrl)], ~torch.as_tensor(is_ctrl)
         y_held, k_held = y[held], key[held]
         k_unique, inverse, counts = torch.unique(k_held, return_inverse=True, return_counts=True)
@@ -261,6 +284,7 @@ class HeldOutValidation(Callback):
         *,
         batch_size: int,
         seed: int,
+        scorers: Mapping[str, Scorer] | None = None,
         **kwargs: object,
     ) -> HeldOutValidation:
         """The validation of a model's split: its held-out rows and every control row.
@@ -275,7 +299,7 @@ class HeldOutValidation(Callback):
             The key split (its ``validation_rows`` are held out).
         is_control
             Boolean control mask of the rows (``None``: no controls, no ``validation_activity_map``).
-        batch_size, seed
+        batch_size, seed, scorers
             See :class:`HeldOut`.
         **kwargs
             The other options of :class:`HeldOutValidation`.
@@ -300,6 +324,7 @@ class HeldOutValidation(Callback):
             keys=keys,
             batch_size=batch_size,
             seed=seed,
+            scorers=scorers,
         )
         return cls(held_out, **kwargs)
 
@@ -332,6 +357,28 @@ class HeldOutValidation(Callback):
         """Load the best state back into the module."""
         if self.best_state is not None:
             pl_module.module.load_state_dict(copy.copy(self.best_state))
+
+
+class StopAfterEpochs(Callback):
+    """Stop a fit after ``n_epochs`` epochs without changing its schedule: the first epochs of the full fit.
+
+    The learning-rate schedule still spans the trainer's ``max_epochs``, so the pilot is the prefix of the fit
+    it stands for (a pilot of :func:`~scsemiclip.tl.fit_semiclipped` with ``recipe="auto"``).
+
+    Parameters
+    ----------
+    n_epochs
+        Epochs to run (>= 1).
+    """
+
+    def __init__(self, n_epochs: int) -> None:
+        check_int(n_epochs, name="n_epochs", minimum=1)
+        self.n_epochs = n_epochs
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Ask the trainer to stop once ``n_epochs`` epochs have run."""
+        if trainer.current_epoch + 1 >= self.n_epochs:
+            trainer.should_stop = True
 
 
 def warn_if_near_chance(
