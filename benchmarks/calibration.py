@@ -34,8 +34,22 @@ import scsemiclip as ssc
 FAMILIES = ["phenotypic_activity", "perturbation_consistency", "perturbation_magnitude"]
 
 
-def noise_screen(n_controls: int, d: int, layout: str, n_perts: int, seed: int, n_batches: int = 4, k: int = 6):
-    """Pure noise with batch effects (see the module docstring)."""
+def noise_screen(
+    n_controls: int,
+    d: int = 16,
+    layout: str = "spread",
+    n_perts: int = 30,
+    seed: int = 0,
+    n_batches: int = 4,
+    k: int = 6,
+) -> ad.AnnData:
+    """Pure noise with batch effects: ``n_perts`` perturbations of ``k`` replicates, ``n_controls`` per batch.
+
+    Profiles (``obsm["X_noise"]``, ``d`` dimensions) are standard normal plus a shift per batch of scale 2.
+    ``layout="spread"``: replicate ``r`` in batch ``r mod n_batches``; ``"single"``: all replicates of a
+    perturbation in one random batch (the layout that makes a shared correction error count most). Also the
+    screen of ``tests/test_calibration.py``.
+    """
     rng = np.random.default_rng(seed)
     if layout == "spread":
         pert_batch = np.tile(np.arange(k) % n_batches, n_perts)

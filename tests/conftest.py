@@ -20,6 +20,7 @@ from _real_data import real_data_dir
 from _skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 from scsemiclip._settings import ENV_DATA_DIR
+from scsemiclip.model import SemiClipped
 
 pytest_plugins = ["pytester"]  # tests/test_skips.py runs pytest on small test files
 
@@ -151,9 +152,23 @@ def adata_hash(adata: ad.AnnData) -> str:
     return h.hexdigest()
 
 
+def small_model(student: ad.AnnData, teacher: ad.AnnData, **kwargs) -> SemiClipped:
+    """A small ``SemiClipped`` (one hidden layer of 16, a PEA bank of 4; ``kwargs`` override) after setting up
+    ``student`` with ``student_rep="X_emb"``."""
+    SemiClipped.setup_anndata(student, student_rep="X_emb")
+    return SemiClipped(student, teacher, **{"hidden_dims": (16,), "pea_bank_size": 4, **kwargs})
+
+
 @pytest.fixture
 def emb_adata() -> ad.AnnData:
     return make_embedding_adata()
+
+
+@pytest.fixture
+def paired() -> tuple[ad.AnnData, ad.AnnData]:
+    """The student and teacher of ``make_weakly_paired()`` (new objects for each test, which may modify them)."""
+    student, teacher, _ = make_weakly_paired()
+    return student, teacher
 
 
 @pytest.fixture(scope="session")

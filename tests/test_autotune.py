@@ -23,6 +23,8 @@ def test_run_autotune_sweeps_on_the_validation_loss(tmp_path):
     )
     student, teacher = data["student"], data["teacher"]
     SemiClipped.setup_anndata(student, student_rep="X_emb", pair_keys=("perturbation", "dose"))
+    # a local cluster of one CPU per trial, without the dashboard; run_autotune runs on it (ignore_reinit_error)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         experiment = autotune.run_autotune(
             SemiClipped,
@@ -49,6 +51,7 @@ def test_run_autotune_sweeps_on_the_validation_loss(tmp_path):
             seed=0,
             resources={"cpu": 1},
             logging_dir=str(tmp_path),
+            ignore_reinit_error=True,
         )
         results = experiment.result_grid
         assert not results.errors

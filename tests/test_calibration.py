@@ -11,7 +11,9 @@ examples on every run) and use small nulls.
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -24,41 +26,14 @@ from scipy.stats import kstest
 import scsemiclip as ssc
 from scsemiclip.tl._calibration import MIN_CONTROLS_PER_BATCH
 
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+sys.path.insert(0, BENCHMARKS)  # benchmarks/calibration.py imports its _common by name
+try:
+    from calibration import FAMILIES, noise_screen  # the screen and metrics of the calibration benchmark
+finally:
+    sys.path.remove(BENCHMARKS)
+
 ALPHA = 0.05
-FAMILIES = ["phenotypic_activity", "perturbation_consistency", "perturbation_magnitude"]
-
-
-def noise_screen(
-    *,
-    n_controls: int,
-    n_batches: int = 4,
-    n_perts: int = 30,
-    k: int = 6,
-    d: int = 16,
-    layout: str = "spread",
-    shift: float = 2.0,
-    seed: int = 0,
-) -> ad.AnnData:
-    """Pure noise with batch effects: ``n_perts`` perturbations of ``k`` replicates, ``n_controls`` per batch.
-
-    ``layout="spread"``: replicate ``r`` in batch ``r mod n_batches``; ``"single"``: all replicates of a
-    perturbation in one random batch (the layout that makes a shared correction error count most).
-    """
-    rng = np.random.default_rng(seed)
-    if layout == "spread":
-        pert_batch = np.tile(np.arange(k) % n_batches, n_perts)
-    else:
-        pert_batch = np.repeat(rng.integers(0, n_batches, n_perts), k)
-    batch = np.r_[pert_batch, np.repeat(np.arange(n_batches), n_controls)]
-    labels = np.r_[np.repeat([f"G{i}" for i in range(n_perts)], k), ["NTC"] * (n_batches * n_controls)]
-    x = rng.normal(size=(batch.size, d)) + shift * rng.normal(size=(n_batches, d))[batch]
-    obs = pd.DataFrame(
-        {"perturbation": labels, "batch": pd.Categorical([f"b{b}" for b in batch]), "is_control": labels == "NTC"},
-        index=[f"s{i}" for i in range(batch.size)],
-    )
-    adata = ad.AnnData(obs=obs)
-    adata.obsm["X_e"] = x
-    return adata
 
 
 def _bound(rate: float, n: int) -> float:
@@ -68,14 +43,14 @@ def _bound(rate: float, n: int) -> float:
 def _evaluate(adata: ad.AnnData, **kwargs) -> dict[str, pd.DataFrame]:
     ssc.tl.evaluate_map(
         adata,
-        use_reps="X_e",
+        use_reps="X_noise",
         metrics=kwargs.pop("metrics", FAMILIES),
         null_size=300,
         signal_null_size=100,
         calibration=False,
         **kwargs,
     )
-    return adata.uns["evaluate_map"]["details"]["X_e"]
+    return adata.uns["evaluate_map"]["details"]["X_noise"]
 
 
 @settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -145,33 +120,33 @@ def test_too_few_controls_per_batch_is_an_error_naming_the_batch():
 
 def test_calibration_check_reports_false_positive_rates_and_warns():
     adata = noise_screen(n_controls=60, n_perts=40, d=16, layout="single", seed=3)
-    ssc.pp.standardize(adata, use_rep="X_e", key_added="X_fitted_on_all")  # fitted on every control: double dipping
+    ssc.pp.standardize(adata, use_rep="X_noise", key_added="X_fitted_on_all")  # fitted on every control: double dipping
     kwargs = {"null_size": 500, "signal_null_size": 200, "profile_correction": None, "n_pseudo": 20}
-    good = ssc.tl.calibration_check(adata, use_rep="X_e", **kwargs)
+    good = ssc.tl.calibration_check(adata, use_rep="X_noise", **kwargs)
     assert list(good.index) == FAMILIES and good["calibrated"].all() and (good["n_pseudo"] == 20).all()
     assert adata.uns["calibration_check"]["params"]["n_pseudo"] == 20
-    pd.testing.assert_frame_equal(good, ssc.tl.calibration_check(adata, use_rep="X_e", **kwargs))
+    pd.testing.assert_frame_equal(good, ssc.tl.calibration_check(adata, use_rep="X_noise", **kwargs))
     with pytest.warns(UserWarning, match="not calibrated on these data"):
         bad = ssc.tl.calibration_check(
-            adata, use_rep="X_e", **{**kwargs, "profile_correction": "standardize"}, null="efaar"
+            adata, use_rep="X_noise", **{**kwargs, "profile_correction": "standardize"}, null="efaar"
         )
     assert not bad["calibrated"].all()
     with pytest.raises(ValueError, match="needs 10"):
-        ssc.tl.calibration_check(noise_screen(n_controls=8), use_rep="X_e")
+        ssc.tl.calibration_check(noise_screen(n_controls=8), use_rep="X_noise")
     with pytest.raises(ValueError, match="`metrics`"):
-        ssc.tl.calibration_check(adata, use_rep="X_e", metrics=["recall"])
+        ssc.tl.calibration_check(adata, use_rep="X_noise", metrics=["recall"])
 
 
 def test_evaluate_map_reports_the_calibration_next_to_the_results():
     adata = noise_screen(n_controls=40, n_perts=40, d=8, seed=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a calibrated evaluation does not warn
-        table = ssc.tl.evaluate_map(adata, use_reps="X_e", metrics=FAMILIES, null_size=300, signal_null_size=100)
+        table = ssc.tl.evaluate_map(adata, use_reps="X_noise", metrics=FAMILIES, null_size=300, signal_null_size=100)
     rows = table.set_index("metric")
     for family in FAMILIES:
         assert 0 <= rows.loc[f"{family}_calibration", "value"] <= 1
         assert rows.loc[f"{family}_calibration", "n_total"] >= 10
-    assert adata.uns["evaluate_map"]["details"]["X_e"]["calibration"]["calibrated"].all()
+    assert adata.uns["evaluate_map"]["details"]["X_noise"]["calibration"]["calibrated"].all()
     few = noise_screen(n_controls=6, n_perts=20, d=8)
-    table = ssc.tl.evaluate_map(few, use_reps="X_e", metrics=FAMILIES[1:2], signal_null_size=50)
+    table = ssc.tl.evaluate_map(few, use_reps="X_noise", metrics=FAMILIES[1:2], signal_null_size=50)
     assert not table["metric"].str.endswith("_calibration").any()  # too few controls: skipped, logged

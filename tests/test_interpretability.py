@@ -198,11 +198,12 @@ def test_default_protocol_trains_the_decoder_on_small_data(small):
     rand = tl.interpretability_preservation(adata, use_rep="X_random", accelerator="cpu", key_added="rand")
     assert good["score"] >= rand["score"] + 10, (good["score"], rand["score"])
     assert 20 < rand["score"] < 30
-    assert meta["params"]["protocol"] == "auto" and meta["params"]["min_steps"] == 2000
+    assert meta["params"]["protocol"] == "auto" and meta["params"]["min_steps"] == 1000
+    assert meta["params"]["batch_size"] == 128
     # the validation part is whole training perturbations, taken from the training split
     assert meta["n_validation"] == 4 * 4 * round(0.1 * 34) and meta["n_train"] + meta["n_validation"] == 4 * (8 + 136)
     stopped = adata.uns["rand"]["n_steps"]
-    assert stopped < 2000, "a random embedding stops early"
+    assert stopped < 1000, "a random embedding stops early"
     paper = tl.interpretability_preservation(adata, use_rep="X_true", protocol="paper", key_added="paper")
     assert paper["score"] < good["score"] - 30, "the paper's budget leaves the decoder untrained here"
 

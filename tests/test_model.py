@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import adata_hash, make_weakly_paired
+from conftest import adata_hash, make_weakly_paired, small_model
 
 from scsemiclip.model import SemiClipped
 from scsemiclip.module import OBJECTIVES, SemiClippedModule, info_nce
@@ -18,18 +18,6 @@ FAST = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def paired():
-    student, teacher, _ = make_weakly_paired()
-    return student, teacher
-
-
-def _model(student, teacher, **kwargs):
-    SemiClipped.setup_anndata(student, student_rep="X_emb")
-    kwargs = {"hidden_dims": (16,), "pea_bank_size": 4, **kwargs}
-    return SemiClipped(student, teacher, **kwargs)
 
 
 def test_setup_writes_nothing_into_obs(paired):
@@ -56,7 +44,7 @@ def test_pairing_counts_and_training_rows(paired):
     student, teacher = paired
     # genes G0..G4 have no teacher sample: left out and counted
     teacher = teacher[~teacher.obs["perturbation"].isin([f"G{i}" for i in range(5)])].copy()
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     c = model.pair_counts_
     n_ctrl = int(student.obs["is_control"].sum())
     n_unpaired = int(student.obs["perturbation"].isin([f"G{i}" for i in range(5)]).sum())
@@ -78,7 +66,7 @@ def test_pairing_counts_and_training_rows(paired):
 
 def test_partner_draws_stay_within_key_and_are_uniform(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     mod = model.module
     mod.start_training(0)
     key = torch.full((20000,), 3)
@@ -117,7 +105,7 @@ def test_objective_registry_and_unknown_objective(paired):
     assert {"semiclipped", "clip"} <= set(OBJECTIVES)
     student, teacher = paired
     with pytest.raises(ValueError, match="Unknown objective 'nope'; choose from"):
-        _model(student, teacher, objective="nope")
+        small_model(student, teacher, objective="nope")
 
 
 def test_pea_only_in_training_mode():
@@ -134,7 +122,7 @@ def test_pea_only_in_training_mode():
 def test_train_history_and_eval_mode_trap(paired):
     """A second train() starts with the module in eval mode (left so by scvi-tools): PEA must still run."""
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     model.train(2, batch_size=64, **FAST)
     assert not model.module.training and model.is_trained
     assert set(model.history) >= {"train_loss", "top1_accuracy_train"}
@@ -165,7 +153,7 @@ def test_determinism_same_rng(paired):
     student, teacher = paired
     outs = []
     for rng in (0, 0, 1):
-        model = _model(student, teacher, rng=rng)
+        model = small_model(student, teacher, rng=rng)
         model.train(2, batch_size=64, **FAST)
         outs.append(model.get_latent_representation())
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -174,7 +162,7 @@ def test_determinism_same_rng(paired):
 
 def test_save_load_roundtrip(paired, tmp_path):
     student, teacher = paired
-    model = _model(student, teacher, objective_kwargs={"learn_temperature": True})
+    model = small_model(student, teacher, objective_kwargs={"learn_temperature": True})
     model.train(1, batch_size=64, **FAST)
     expected = model.get_latent_representation()
     model.save(tmp_path / "m")
@@ -197,7 +185,7 @@ def test_save_load_roundtrip(paired, tmp_path):
 
 def test_clip_objective_and_options(paired):
     student, teacher = paired
-    model = _model(
+    model = small_model(
         student,
         teacher,
         objective="clip",
@@ -216,7 +204,7 @@ def test_clip_objective_and_options(paired):
 
 def test_learned_temperature_is_logged_and_trained(paired):
     student, teacher = paired
-    model = _model(student, teacher, objective_kwargs={"learn_temperature": True}, pea=False)
+    model = small_model(student, teacher, objective_kwargs={"learn_temperature": True}, pea=False)
     model.train(2, batch_size=64, plan_kwargs={"optimizer": "adam", "lr": 1e-2}, **FAST)
     assert "temperature_train" in model.history
     assert model.module.objective.log_scale.item() != pytest.approx(math.log(10.0))
@@ -224,7 +212,7 @@ def test_learned_temperature_is_logged_and_trained(paired):
 
 def test_minibatch_larger_than_data_is_an_error(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     with pytest.raises(ValueError, match="do not fill one minibatch of batch_size=100000"):
         model.train(1, batch_size=100000, **FAST)
 
@@ -251,20 +239,31 @@ def test_permutation_batches_per_rank_are_disjoint_and_drop_last():
 @pytest.mark.parametrize("objective_kwargs", [{}, {"gather_negatives": True}])
 def test_ddp_two_cpu_processes(paired, objective_kwargs, tmp_path, monkeypatch):
     """DDP (gloo, 2 CPU processes): buffers are not broadcast, ranks end with the same weights; with or without
-    cross-rank negatives, the ranks finish; nothing is written into the working folder."""
+    cross-rank negatives, the ranks finish, validate the same held-out keys and stop together (the history holds
+    every check); nothing is written into the working folder. (One fit checks both: each spawns its ranks anew.)"""
     monkeypatch.chdir(tmp_path)
     student, teacher = paired
-    model = _model(student, teacher, objective_kwargs=objective_kwargs)
-    model.train(1, batch_size=64, accelerator="cpu", devices=2, strategy="ddp_spawn", **FAST)
+    model = small_model(student, teacher, objective_kwargs=objective_kwargs)
+    model.train(
+        3,
+        batch_size=32,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        train_size=0.75,
+        early_stopping=True,
+        **FAST,
+    )
     strategy = model.trainer.strategy
     assert strategy.world_size == 2 and strategy._ddp_kwargs["broadcast_buffers"] is False
-    assert len(model.history["train_loss"]) == 1
+    assert len(model.history["train_loss"]) == 3 and len(model.history["validation_loss"]) == 3
     assert np.isfinite(model.get_latent_representation()).all()
+    assert np.isfinite(model.history["validation_top1"].to_numpy(dtype=float)).all()
     assert not list(tmp_path.iterdir())  # scvi-tools' DDP history went through a temporary folder
 
 
 def test_bf16_mixed_precision_on_cpu(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     model.train(1, batch_size=64, precision="bf16-mixed", **FAST)
     assert math.isfinite(float(model.history["train_loss"].iloc[-1, 0]))

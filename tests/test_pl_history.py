@@ -9,10 +9,10 @@ import pytest
 import scsemiclip as ssc
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
+def _fit(rng: int, **kwargs) -> ssc.model.SemiClipped:
+    """Three epochs on a tiny simulated screen (``kwargs``: more options of ``tl.fit_semiclipped``)."""
     data = ssc.datasets.simulate_weakly_paired(
-        n_compounds=30, n_doses=1, n_replicates=2, n_batches=2, n_controls=6, n_genes=60, n_ood_genes=25, rng=0
+        n_compounds=30, n_doses=1, n_replicates=2, n_batches=2, n_controls=6, n_genes=60, n_ood_genes=25, rng=rng
     )
     return ssc.tl.fit_semiclipped(
         data["student"],
@@ -24,7 +24,13 @@ def tiny_model():
         batch_size=16,
         hidden_dims=(16,),
         accelerator="cpu",
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return _fit(0)
 
 
 def test_training_history_draws_the_loss(tiny_model):
@@ -49,24 +55,7 @@ def test_training_history_errors(tiny_model):
 
 @pytest.fixture(scope="module")
 def validated_model():
-    data = ssc.datasets.simulate_weakly_paired(
-        n_compounds=30, n_doses=1, n_replicates=2, n_batches=2, n_controls=6, n_genes=60, n_ood_genes=25, rng=1
-    )
-    return ssc.tl.fit_semiclipped(
-        data["student"],
-        data["teacher"],
-        student_rep="X_emb",
-        teacher_rep="X_phenom",
-        pair_keys=("perturbation", "dose"),
-        recipe="base",
-        max_epochs=3,
-        batch_size=16,
-        hidden_dims=(16,),
-        accelerator="cpu",
-        train_size=0.7,
-        validation_size=0.3,
-        check_val_every_n_epoch=1,
-    )
+    return _fit(1, recipe="base", train_size=0.7, validation_size=0.3, check_val_every_n_epoch=1)
 
 
 def _boxes_overlap(fig, artists) -> bool:

@@ -179,3 +179,9 @@ def test_auto_asks_whether_whitening_helps(criterion, base, whitened, chosen):
     assert result == (chosen, {"base": base, "inference_tvn": whitened}, criterion, PILOT_EPOCHS)
     assert epochs_seen == [PILOT_EPOCHS] * 2  # two pilots, not the other candidates
     assert select_recipe(candidates, max_epochs=5)[3] == 5  # never longer than the fit
+
+
+def test_the_command_line_offers_every_recipe():
+    from scsemiclip._cli import RECIPE_CHOICES
+
+    assert set(RECIPE_CHOICES) == {"auto", *RECIPES}

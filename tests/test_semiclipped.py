@@ -24,12 +24,6 @@ FAST = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def paired():
-    student, teacher, _ = make_weakly_paired()
-    return student, teacher
-
-
 def test_fit_writes_only_its_keys(paired, tmp_path):
     student, teacher = paired
     before_s, before_t = adata_hash(student), adata_hash(teacher)
@@ -43,7 +37,8 @@ def test_fit_writes_only_its_keys(paired, tmp_path):
     assert set(student.uns) == {"X_semiclipped"} and dict(teacher.uns) == uns_t
     info = student.uns["X_semiclipped"]
     assert {"params", "final_losses", "pair_counts", "version"} <= set(info)
-    assert info["params"]["pair_keys"] == ["perturbation"] and info["params"]["inference_tvn"] is True
+    assert info["params"]["pair_keys"] == ["perturbation"]
+    assert info["params"]["inference_tvn"] is (info["recipe"]["chosen"] == "pea")  # "auto" chose base or pea
     assert set(info["final_losses"]) >= {"train_loss", "top1_accuracy_train"}
     assert info["pair_counts"]["n_student_controls"] == int(student.obs["is_control"].sum())
     student.obsm["X_semiclipped"] = out
@@ -151,7 +146,7 @@ def test_bad_input_errors(paired):
 
 def test_apply_checks_dimension_and_controls(paired):
     student, teacher = paired
-    model = ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST)
+    model = ssc.tl.fit_semiclipped(student, teacher=teacher, **FAST, recipe="pea")
     new, _, _ = make_weakly_paired(d_student=7)
     with pytest.raises(ValueError, match=r"obsm\['X_emb'\] has 7 dimensions, but the model's adapter takes 12"):
         ssc.tl.apply_semiclipped(new, model=model)

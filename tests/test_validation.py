@@ -1,4 +1,7 @@
-"""The split by pairing key, the held-out metrics, early stopping, the best weights and the chance warning."""
+"""The split by pairing key, the held-out metrics, early stopping, the best weights and the chance warning.
+
+Validation and early stopping under DDP are checked by the DDP fits of ``test_model.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +10,17 @@ import math
 import anndata as ad
 import numpy as np
 import pytest
-import torch
-from conftest import make_weakly_paired
+from conftest import small_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scsemiclip as ssc
-from scsemiclip.model import SemiClipped
 from scsemiclip.tl._recipes import auto_batch_size
 from scsemiclip.train import VALIDATION_METRICS, HeldOutValidation, split_keys
 
 FAST = {"enable_progress_bar": False, "enable_model_summary": False}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def paired():
-    student, teacher, _ = make_weakly_paired()
-    return student, teacher
-
-
-def _model(student, teacher, **kwargs):
-    SemiClipped.setup_anndata(student, student_rep="X_emb")
-    return SemiClipped(student, teacher, **{"hidden_dims": (16,), "pea_bank_size": 4, **kwargs})
 
 
 def _validation(model) -> HeldOutValidation:
@@ -87,7 +77,7 @@ def test_auto_batch_size_gives_enough_steps(n_pairs):
 
 def test_history_indices_and_held_out_keys(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     model.train(4, batch_size=32, train_size=0.75, check_val_every_n_epoch=2, **FAST)
     history = model.history
     for name in VALIDATION_METRICS:
@@ -111,7 +101,7 @@ def test_no_split_is_the_fit_of_before(paired):
     outputs = []
     for kwargs in ({}, {"train_size": 1.0}, {"train_size": 1.0, "validation_size": 0.0}):
         student, teacher = paired[0].copy(), paired[1]
-        model = _model(student, teacher, rng=5)
+        model = small_model(student, teacher, rng=5)
         model.train(2, batch_size=64, **kwargs, **FAST)
         assert set(model.history) == {"train_loss", "top1_accuracy_train"} and model.validation_keys_ == []
         outputs.append(model.get_latent_representation())
@@ -122,7 +112,7 @@ def test_no_split_is_the_fit_of_before(paired):
 def test_activity_map_is_the_tl_kernel_after_output_tvn(paired):
     """``validation_activity_map`` equals tl.phenotypic_activity on the held-out rows and controls after pp.tvn."""
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     model.train(2, batch_size=32, validation_size=0.25, train_size=0.75, **FAST)
     rows = np.concatenate([model.validation_indices, np.flatnonzero(student.obs["is_control"])])
     sub = ad.AnnData(obs=student.obs.iloc[rows].copy())
@@ -135,7 +125,7 @@ def test_activity_map_is_the_tl_kernel_after_output_tvn(paired):
 
 def test_early_stopping_and_best_weights(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     with pytest.raises(ValueError, match="needs held-out keys"):
         model.train(2, batch_size=32, early_stopping=True, **FAST)
     with pytest.raises(ValueError, match="early_stopping_monitor"):
@@ -145,7 +135,7 @@ def test_early_stopping_and_best_weights(paired):
     model.train(20, batch_size=32, early_stopping_monitor="validation_top5", plan_kwargs={"lr": 1e-12}, **kwargs)
     assert len(model.history["train_loss"]) == 3
     # the weights kept are those of the best check
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     model.train(6, batch_size=32, train_size=0.75, plan_kwargs={"lr": 0.05}, **FAST)
     validation = _validation(model)
     kept = validation.held_out.metrics(model.module)["validation_loss"]
@@ -156,7 +146,7 @@ def test_early_stopping_and_best_weights(paired):
 
 def test_a_fit_that_ends_near_chance_warns(paired):
     student, teacher = paired
-    model = _model(student, teacher)
+    model = small_model(student, teacher)
     with pytest.warns(UserWarning, match=r"near chance.*ln\(batch_size=16\).*`max_epochs`.*`batch_size`"):
         model.train(5, batch_size=16, plan_kwargs={"lr": 1e-9}, **FAST)  # 5 x 22 steps, no learning
     assert model.trainer.global_step >= 100
@@ -182,24 +172,3 @@ def test_fit_passes_validation_options_and_records_them(paired):
     assert "early_stopping" not in record["params"]  # validation options given: the schedule adds none
     assert "validation_loss" in record["final_losses"]
     assert [tuple(k) for k in record["validation_keys"]] == model.validation_keys_
-
-
-@pytest.mark.slow
-def test_validation_under_ddp(paired, tmp_path, monkeypatch):
-    """DDP (gloo, 2 CPU ranks): the ranks validate the same held-out keys, stop together, and the history holds it."""
-    monkeypatch.chdir(tmp_path)
-    student, teacher = paired
-    model = _model(student, teacher)
-    model.train(
-        3,
-        batch_size=32,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        train_size=0.75,
-        early_stopping=True,
-        **FAST,
-    )
-    assert len(model.history["validation_loss"]) == 3
-    assert np.isfinite(model.get_latent_representation()).all()
-    assert torch.isfinite(torch.as_tensor(model.history["validation_top1"].to_numpy(dtype=float))).all()

@@ -128,6 +128,17 @@ def _check_args(args: argparse.Namespace) -> None:
             _check_output(getattr(args, option), f"--{option}")
 
 
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """``--recipe`` and its shorthand ``--no-pea`` of the commands that train."""
+    parser.add_argument(
+        "--recipe",
+        default="auto",
+        choices=RECIPE_CHOICES,
+        help="training recipe (default: auto, chosen by pilot fits on held-out perturbations)",
+    )
+    parser.add_argument("--no-pea", action="store_true", help="train without PEA (the same as --recipe base)")
+
+
 def _recipe(args: argparse.Namespace) -> str:
     """The recipe of ``--recipe``, with ``--no-pea`` as a shorthand of ``--recipe base``."""
     if args.no_pea and args.recipe not in ("auto", "base"):
@@ -385,13 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs of the interpretability decoder (default: 60; with minibatches of 32 and lr 1e-3, since the "
         "paper's 512 / 1e-4 leave a decoder on ~1,000 samples untrained)",
     )
-    q.add_argument(
-        "--recipe",
-        default="auto",
-        choices=RECIPE_CHOICES,
-        help="training recipe (default: auto, chosen by pilot fits on held-out perturbations)",
-    )
-    q.add_argument("--no-pea", action="store_true", help="train without PEA (the same as --recipe base)")
+    _add_recipe_options(q)
     q.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     q.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="Lightning accelerator (default: auto)")
     q.add_argument("--student-rep", default="X_emb", help=argparse.SUPPRESS)
@@ -414,13 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-key", type=_none, default="batch", help="obs batch column (default: batch)")
     f.add_argument("--control-key", type=_none, default="is_control", help="obs boolean control column")
     f.add_argument("--objective", default="semiclipped", help="training objective (default: semiclipped)")
-    f.add_argument(
-        "--recipe",
-        default="auto",
-        choices=RECIPE_CHOICES,
-        help="training recipe (default: auto, chosen by pilot fits on held-out perturbations)",
-    )
-    f.add_argument("--no-pea", action="store_true", help="train without PEA (the same as --recipe base)")
+    _add_recipe_options(f)
     f.add_argument(
         "--schedule",
         default="auto",
