@@ -7,6 +7,7 @@ stays light.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -285,9 +286,11 @@ def fit_semiclipped(
                 candidate = SemiClipped(light, teacher_ad, **{**options, "recipe": name})
                 callbacks = [*train_kwargs.get("callbacks", []), StopAfterEpochs(epochs)]  # the full fit's start
                 pilot_kwargs = {**train_kwargs, "early_stopping": False, "check_val_every_n_epoch": epochs}
-                candidate.train(
-                    max_epochs, **fit, **{**pilot_kwargs, "callbacks": callbacks, "enable_progress_bar": False}
-                )
+                with warnings.catch_warnings():  # a pilot is the start of a fit: not judged against chance
+                    warnings.filterwarnings("ignore", message="The fit ended near chance")
+                    candidate.train(
+                        max_epochs, **fit, **{**pilot_kwargs, "callbacks": callbacks, "enable_progress_bar": False}
+                    )
                 return candidate
 
             return run
