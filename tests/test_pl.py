@@ -263,6 +263,9 @@ def test_one_colour_per_method_in_every_plot():
     assert method_colors(["random", "X_random"]) == [METHOD_COLORS["random"]] * 2
     others = method_colors(["A", "B", "Semi-Clipped", "C"])
     assert len(set(others)) == 4 and others[2] == METHOD_COLORS["semiclipped"]
+    tutorial = ["transcriptomics", "Semi-Clipped + PEA", "Semi-Clipped (no PEA)", "random", "microscopy (reference)"]
+    colors = method_colors(tutorial)  # the tutorials' names, signs and brackets included
+    assert colors == [METHOD_COLORS[k] for k in ("unimodal", "semiclipped", "semiclippednopea", "random", "teacher")]
 
 
 def test_quickstart_figure_shows_recall_beside_interpretability():

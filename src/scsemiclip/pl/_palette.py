@@ -2,8 +2,9 @@
 
 The plots of :mod:`scsemiclip.pl` colour a representation by what it is, whatever it is called: Semi-Clipped is
 always orange, the unimodal (student) embedding always blue, a random baseline always grey, whatever the figure.
-Names are matched without case, spaces, hyphens or underscores and without an ``X_`` prefix (``"X_semiclipped"``,
-``"Semi-Clipped"`` and ``"semiclipped"`` are one method); other names take the remaining colours in order.
+Names are matched by their letters and digits alone, without case and without an ``X_`` prefix (``"X_semiclipped"``,
+``"Semi-Clipped"`` and ``"semiclipped"`` are one method; ``"Semi-Clipped + PEA"`` is ``"semiclippedpea"``, Semi-Clipped
+without PEA a lighter orange); other names take the remaining colours in order.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ if TYPE_CHECKING:
 METHOD_COLORS = {
     "semiclipped": "#ff7f0e",
     "semiclippedpea": "#ff7f0e",
+    "semiclippednopea": "#ffbb78",
+    "semiclippedbase": "#ffbb78",
     "unimodal": "#1f77b4",
     "transcriptomics": "#1f77b4",
     "student": "#1f77b4",
     "emb": "#1f77b4",
     "teacher": "#2ca02c",
     "microscopy": "#2ca02c",
+    "microscopyreference": "#2ca02c",
     "phenom": "#2ca02c",
     "random": "#9a9a9a",
     "randombaseline": "#9a9a9a",
@@ -43,7 +47,7 @@ FONT_SIZE = 10
 
 
 def _normalised(name: str) -> str:
-    key = re.sub(r"[\s_\-]+", "", str(name).lower())
+    key = re.sub(r"[^0-9a-z]+", "", str(name).lower())
     return key[1:] if key.startswith("x") and key[1:] in METHOD_COLORS else key
 
 
